@@ -1,0 +1,30 @@
+# Two commands on a fresh machine with Python >= 3.10:
+#   make train   set up .venv and train the default model on the bundled digits
+#   make test    set up .venv and run the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUN ?= runs/digits
+
+.PHONY: train test lint bench clean
+
+$(BIN)/aevb: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+train: $(BIN)/aevb
+	$(BIN)/aevb train --out $(RUN)
+
+test: $(BIN)/aevb
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/pytest
+
+bench: $(BIN)/aevb
+	$(BIN)/python bench/train_throughput.py
+
+clean:
+	rm -rf $(VENV) runs

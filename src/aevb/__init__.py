@@ -1,0 +1,62 @@
+"""aevb: variational autoencoders as amortized variational inference.
+
+Specify p(z), p(x|z) and q(z|x) from interchangeable parts, fit them by SGVB/AEVB
+(Kingma & Welling 2014), evaluate them in nats, and use what was learned.
+"""
+
+__version__ = "0.1.0"
+
+from .checkpoint import load_weights, save_weights
+from .data import Dataset, load_dataset, split
+from .distributions import ValueCategorical, detach
+from .errors import AevbError, CheckpointError, ConfigError, DataError, TrainingDiverged
+from .heads import (
+    BernoulliHead,
+    CategoricalHead,
+    ContinuousBernoulliHead,
+    LaplaceHead,
+    NormalHead,
+)
+from .kl import has_closed_form, kl, kl_per_dim
+from .model import VAE, mlp_vae
+from .networks import MLP
+from .objectives import ELBOTerms, elbo, linear_warmup
+from .priors import LearnedNormalPrior, StandardNormalPrior
+from .runs import Run, load_run, train_run
+from .train import Trainer, evaluate
+
+__all__ = [
+    "MLP",
+    "VAE",
+    "AevbError",
+    "BernoulliHead",
+    "CategoricalHead",
+    "CheckpointError",
+    "ConfigError",
+    "ContinuousBernoulliHead",
+    "DataError",
+    "Dataset",
+    "ELBOTerms",
+    "LaplaceHead",
+    "LearnedNormalPrior",
+    "NormalHead",
+    "Run",
+    "StandardNormalPrior",
+    "Trainer",
+    "TrainingDiverged",
+    "ValueCategorical",
+    "detach",
+    "elbo",
+    "evaluate",
+    "has_closed_form",
+    "kl",
+    "kl_per_dim",
+    "linear_warmup",
+    "load_dataset",
+    "load_run",
+    "load_weights",
+    "mlp_vae",
+    "save_weights",
+    "split",
+    "train_run",
+]

@@ -1,0 +1,210 @@
+"""The ``aevb`` command: train, sample, encode and reconstruct.
+
+Every option of ``aevb train`` is also a key of the TOML config (``--latent-dim 8`` is
+``[model] latent_dim = 8``); flags override the file, the file overrides the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import SECTIONS, RunConfig, load_config, override
+from .data import NAMED_DATASETS, load_dataset
+from .errors import AevbError, DataError
+from .plots import interleave, save_image_grid, to_unit_range
+from .runs import Run, load_run, train_run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.command(args)
+    except AevbError as error:
+        print(f"aevb: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aevb: interrupted; the last finished epoch is checkpointed", file=sys.stderr)
+        return 130
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def _train(args: argparse.Namespace) -> int:
+    config = load_config(args.config) if args.config else RunConfig()
+    given = {
+        name: getattr(args, name)
+        for section in SECTIONS.values()
+        for name in (f.name for f in dataclasses.fields(section))
+        if getattr(args, name) is not None
+    }
+    if args.seed is not None:
+        given["seed"] = args.seed
+    config = override(config, given)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or Path("runs") / f"{Path(config.data.source).stem}-{stamp}"
+    run = train_run(config, out, resume=args.resume, progress=not args.quiet)
+    metrics = run.metrics
+    print(f"run folder: {run.path}")
+    if "test_elbo" in metrics:
+        print(
+            f"test ELBO {metrics['test_elbo']:.3f} nats "
+            f"(reconstruction {metrics['test_log_px_z']:.3f}, KL {metrics['test_kl']:.3f}) "
+            f"on {metrics['num_test']} held-out examples"
+        )
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    run = load_run(args.run)
+    torch.manual_seed(args.seed)
+    x = run.model.sample(args.num, mean=args.mean)
+    path = _write(x, args.out or run.path / "samples.png", run)
+    print(f"wrote {args.num} samples to {path}")
+    return 0
+
+
+def _encode(args: argparse.Namespace) -> int:
+    run = load_run(args.run)
+    x = _run_input(run, args.data)
+    with torch.no_grad():
+        qz = run.model.encode(x)
+        table = torch.cat([qz.mean, qz.stddev], dim=1)
+    out = Path(args.out or run.path / "latents.csv")
+    names = [f"loc_{j}" for j in range(run.model.latent_dim)]
+    names += [f"scale_{j}" for j in range(run.model.latent_dim)]
+    if out.suffix == ".npy":
+        np.save(out, table.numpy())
+    else:
+        np.savetxt(out, table.numpy(), delimiter=",", header=",".join(names), comments="")
+    print(f"wrote q(z|x) means and standard deviations of {len(x)} examples to {out}")
+    return 0
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    run = load_run(args.run)
+    x = _run_input(run, args.data)[: args.num]
+    reconstruction = run.model.reconstruct(x)
+    out = args.out or run.path / "reconstructions.png"
+    if Path(out).suffix == ".png":
+        path = _write(interleave(x, reconstruction), out, run, num_columns=8)
+    else:
+        path = _write(reconstruction, out, run)
+    print(f"wrote reconstructions of {len(x)} examples to {path}")
+    return 0
+
+
+def _run_input(run: Run, source: str | None) -> torch.Tensor:
+    """The data to encode: ``source``, or the run's own data; checked against the model."""
+    data = run.config.data
+    dataset = load_dataset(source or data.source, binarize=data.binarize)
+    run.model.check_data(dataset.x)
+    return dataset.x
+
+
+def _write(x: torch.Tensor, out: str | Path, run: Run, num_columns: int | None = None) -> Path:
+    out = Path(out)
+    if out.suffix == ".png":
+        if run.image_shape is None or len(run.image_shape) != 2:
+            raise DataError(f"{run.path} holds no image data: write .npy or .csv instead of .png")
+        return save_image_grid(to_unit_range(x), run.image_shape, out, num_columns=num_columns)
+    if out.suffix == ".npy":
+        np.save(out, x.numpy())
+    elif out.suffix == ".csv":
+        np.savetxt(out, x.numpy(), delimiter=",")
+    else:
+        raise DataError(f"unknown output format {out.suffix!r}: use .png, .npy or .csv")
+    return out
+
+
+# -- the parser -----------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aevb",
+        description="Variational autoencoders as amortized variational inference.",
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="fit a VAE and write a run folder")
+    train.set_defaults(command=_train)
+    train.add_argument("--config", type=Path, help="TOML config file (flags override it)")
+    train.add_argument("--out", type=Path, help="run folder (default: runs/NAME-TIME)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--seed", type=int, help="seed of the split, initialization, batches")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
+    for section, cls in SECTIONS.items():
+        group = train.add_argument_group(f"[{section}] options")
+        for field in dataclasses.fields(cls):
+            _add_option(group, field, typing.get_type_hints(cls)[field.name])
+
+    sample = commands.add_parser("sample", help="draw x ~ p(x|z), z ~ p(z) from a run")
+    sample.set_defaults(command=_sample)
+    sample.add_argument("run", type=Path, help="run folder")
+    sample.add_argument("--num", type=int, default=64, help="number of samples")
+    sample.add_argument("--mean", action="store_true", help="means of p(x|z), not draws")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--out", type=Path, help=".png, .npy or .csv (default RUN/samples.png)")
+
+    encode = commands.add_parser("encode", help="write q(z|x) means and scales of data")
+    encode.set_defaults(command=_encode)
+    encode.add_argument("run", type=Path, help="run folder")
+    encode.add_argument("--data", help="data file or name (default: the run's data)")
+    encode.add_argument("--out", type=Path, help=".csv or .npy (default RUN/latents.csv)")
+
+    reconstruct = commands.add_parser("reconstruct", help="decode E_q[z|x] for data")
+    reconstruct.set_defaults(command=_reconstruct)
+    reconstruct.add_argument("run", type=Path, help="run folder")
+    reconstruct.add_argument("--data", help="data file or name (default: the run's data)")
+    reconstruct.add_argument("--num", type=int, default=32, help="number of examples")
+    reconstruct.add_argument("--out", type=Path, help=".png, .npy or .csv")
+    return parser
+
+
+def _add_option(group: Any, field: dataclasses.Field[Any], hint: Any) -> None:
+    flag = "--" + field.name.replace("_", "-")
+    flags = [flag, "--data"] if field.name == "source" else [flag]
+    default = field.default if field.default is not dataclasses.MISSING else None
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+    help_text = f"default: {shown}"
+    if field.name == "source":
+        help_text += f"; a path or one of {', '.join(NAMED_DATASETS)}"
+    if hint is bool:
+        group.add_argument(*flags, action=argparse.BooleanOptionalAction, help=help_text)
+        return
+    group.add_argument(
+        *flags, dest=field.name, type=_parse_as(hint), metavar="VALUE", help=help_text
+    )
+
+
+def _parse_as(hint: Any) -> Any:
+    """An argparse ``type`` for a config field's hint; ``none`` gives None for optionals."""
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if optional else hint
+
+    def parse(text: str) -> Any:
+        if optional and text.lower() == "none":
+            return None
+        if typing.get_origin(base) is tuple:
+            return tuple(int(part) for part in text.split(",") if part)
+        return base(text)
+
+    parse.__name__ = getattr(base, "__name__", "value")
+    return parse
+
+
+if __name__ == "__main__":
+    sys.exit(main())

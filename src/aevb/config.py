@@ -1,0 +1,286 @@
+"""Run configuration: the one place where names in a config become classes.
+
+The library takes keyword arguments; the command line reads a TOML file and flags into a
+validated :class:`RunConfig` (unknown keys and wrong types are errors), saves it as
+``config.json`` beside every checkpoint, and builds the model and trainer from it.
+
+A config file has three sections and a seed, e.g.::
+
+    seed = 0
+    [data]
+    source = "digits"
+    [model]
+    likelihood = "bernoulli"
+    latent_dim = 2
+    hidden_dims = [200, 200]
+    [train]
+    epochs = 200
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import sys
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+from .heads import (
+    BernoulliHead,
+    CategoricalHead,
+    ContinuousBernoulliHead,
+    LaplaceHead,
+    NormalHead,
+)
+from .model import VAE, mlp_vae
+from .networks import ACTIVATIONS
+from .objectives import elbo
+from .priors import LearnedNormalPrior, StandardNormalPrior
+from .train import Trainer
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data come from and how they are split (fractions of all rows)."""
+
+    source: str = "digits"
+    binarize: float | None = None
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """An MLP encoder and decoder with heads; ``likelihood`` names the decoder's head."""
+
+    likelihood: str = "bernoulli"
+    latent_dim: int = 2
+    hidden_dims: tuple[int, ...] = (200, 200)
+    activation: str = "relu"
+    prior: str = "standard-normal"
+    likelihood_scale: float = 0.1
+    num_categories: int = 256
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of :class:`aevb.Trainer` and :func:`aevb.elbo`."""
+
+    epochs: int = 200
+    batch_size: int = 100
+    lr: float = 1e-3
+    lr_decay: float = 1.0
+    optimizer: str = "adam"
+    patience: int | None = 20
+    beta: float = 1.0
+    kl_warmup_epochs: int = 0
+    free_bits: float = 0.0
+    num_samples: int = 1
+    analytic_kl: bool = True
+    stl: bool = False
+    clip_grad_norm: float | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+
+
+LIKELIHOODS: dict[str, Callable[[ModelConfig], Callable[[int, int], nn.Module]]] = {
+    "bernoulli": lambda c: BernoulliHead,
+    "continuous-bernoulli": lambda c: ContinuousBernoulliHead,
+    "normal": lambda c: NormalHead,
+    "normal-fixed": lambda c: functools.partial(NormalHead, scale=c.likelihood_scale),
+    "laplace": lambda c: LaplaceHead,
+    "categorical": lambda c: functools.partial(CategoricalHead, num_categories=c.num_categories),
+}
+PRIORS: dict[str, Callable[[int], nn.Module]] = {
+    "standard-normal": StandardNormalPrior,
+    "learned-normal": LearnedNormalPrior,
+}
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "adamax": torch.optim.Adamax,
+    "rmsprop": torch.optim.RMSprop,
+    "sgd": torch.optim.SGD,
+}
+_CHOICES = {
+    "likelihood": LIKELIHOODS,
+    "prior": PRIORS,
+    "optimizer": OPTIMIZERS,
+    "activation": ACTIVATIONS,
+}
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+# -- reading and validating -----------------------------------------------------------------
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a TOML (or a saved ``config.json``) file into a validated :class:`RunConfig`."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"no config file at {path}")
+    text = path.read_text()
+    try:
+        if path.suffix == ".json":
+            import json
+
+            raw = json.loads(text)
+        else:
+            raw = tomllib.loads(text)
+    except ValueError as error:
+        raise ConfigError(f"{path} is not valid {path.suffix[1:].upper()}: {error}") from error
+    return config_from_dict(raw, where=str(path))
+
+
+def config_from_dict(raw: dict[str, Any], *, where: str = "config") -> RunConfig:
+    """Validate nested ``{"data": {...}, "model": {...}, "train": {...}, "seed": 0}``."""
+    _reject_unknown(raw, [*SECTIONS, "seed"], where)
+    sections = {}
+    for name, cls in SECTIONS.items():
+        values = raw.get(name, {})
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: [{name}] must be a table of options")
+        sections[name] = _build(cls, values, f"{where} [{name}]")
+    seed = _coerce(raw.get("seed", 0), int, f"{where}: seed")
+    return RunConfig(**sections, seed=seed)
+
+
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def override(config: RunConfig, updates: dict[str, Any]) -> RunConfig:
+    """Replace options given as ``{"latent_dim": 8, "seed": 1, ...}`` (names are unique)."""
+    raw = config_to_dict(config)
+    for key, value in updates.items():
+        if key == "seed":
+            raw["seed"] = value
+            continue
+        section = next((s for s, cls in SECTIONS.items() if key in _fields(cls)), None)
+        if section is None:
+            _reject_unknown({key: value}, [f for cls in SECTIONS.values() for f in _fields(cls)])
+        raw[section][key] = value
+    return config_from_dict(raw, where="options")
+
+
+def _fields(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _reject_unknown(values: dict[str, Any], known: list[str], where: str = "config") -> None:
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+            raise ConfigError(f"{where}: unknown option {key!r}{hint}")
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    _reject_unknown(values, _fields(cls), where)
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _coerce(v, hints[k], f"{where} {k}") for k, v in values.items()}
+    for key, choices in _CHOICES.items():
+        if key in kwargs and kwargs[key] not in choices:
+            raise ConfigError(
+                f"{where}: {key} = {kwargs[key]!r} is not one of {', '.join(choices)}"
+            )
+    config = cls(**kwargs)
+    _check_ranges(config, where)
+    return config
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check ``value`` against a type hint (int, float, bool, str, X | None, tuple[int, ...])."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        if value is None:
+            return None
+        (hint,) = [h for h in typing.get_args(hint) if h is not type(None)]
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(f"{where}: expected a non-empty list of integers, got {value!r}")
+        return tuple(_coerce(v, int, where) for v in value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _check_ranges(config: Any, where: str) -> None:
+    positive = ("latent_dim", "epochs", "batch_size", "lr", "num_samples", "likelihood_scale")
+    for key in positive:
+        if hasattr(config, key) and not getattr(config, key) > 0:
+            raise ConfigError(f"{where}: {key} must be positive, got {getattr(config, key)}")
+    nonnegative = ("beta", "free_bits", "kl_warmup_epochs", "valid_fraction", "test_fraction")
+    for key in nonnegative:
+        if hasattr(config, key) and getattr(config, key) < 0:
+            raise ConfigError(f"{where}: {key} must be >= 0, got {getattr(config, key)}")
+    if isinstance(config, ModelConfig) and any(width < 1 for width in config.hidden_dims):
+        raise ConfigError(f"{where}: hidden_dims must be positive, got {config.hidden_dims}")
+    if isinstance(config, TrainConfig) and config.stl and config.analytic_kl:
+        raise ConfigError(f"{where}: stl = true needs analytic_kl = false (Monte Carlo KL)")
+
+
+# -- building -------------------------------------------------------------------------------
+
+
+def build_model(config: ModelConfig, data_dim: int) -> VAE:
+    """The :class:`aevb.VAE` a :class:`ModelConfig` describes, for data of ``data_dim``."""
+    return mlp_vae(
+        data_dim,
+        config.latent_dim,
+        config.hidden_dims,
+        likelihood=LIKELIHOODS[config.likelihood](config),
+        activation=ACTIVATIONS[config.activation],
+        prior=PRIORS[config.prior](config.latent_dim),
+    )
+
+
+def build_trainer(
+    config: RunConfig, model: nn.Module, run_dir: str | Path | None, *, progress: bool = True
+) -> Trainer:
+    """The :class:`aevb.Trainer` of a run, its objective configured from ``config.train``."""
+    train = config.train
+    objective = functools.partial(
+        elbo,
+        num_samples=train.num_samples,
+        analytic_kl=train.analytic_kl,
+        stl=train.stl,
+        free_bits=train.free_bits,
+    )
+    return Trainer(
+        model,
+        objective=objective,
+        optimizer=OPTIMIZERS[train.optimizer],
+        lr=train.lr,
+        lr_decay=train.lr_decay,
+        batch_size=train.batch_size,
+        max_epochs=train.epochs,
+        patience=train.patience,
+        beta=train.beta,
+        kl_warmup_epochs=train.kl_warmup_epochs,
+        clip_grad_norm=train.clip_grad_norm,
+        seed=config.seed,
+        run_dir=run_dir,
+        progress=progress,
+    )

@@ -1,0 +1,215 @@
+"""Data: loaders returning tensors, splitting, and checks that fail early with a fix.
+
+Formats: ``.npy``, ``.npz``, CSV, MNIST IDX (``*-ubyte`` / ``*-ubyte.gz``) and Larochelle's
+``.amat`` text. Named datasets ship with a package and need no network:
+
+- ``digits``: scikit-learn's 1,797 8x8 handwritten digits, binarized at half intensity;
+- ``digits-grey``: the same, grey levels scaled to [0, 1].
+
+Every loader returns a :class:`Dataset` with ``x`` of shape ``(n, data_dim)`` (images are
+flattened; ``image_shape`` remembers how to show them).
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import struct
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import DataError
+
+NAMED_DATASETS = ("digits", "digits-grey")
+
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Examples ``x (n, data_dim)``, optional labels ``y (n,)``, and how to show an example."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None = None
+    image_shape: tuple[int, ...] | None = None
+    name: str = "data"
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __getitem__(self, index: torch.Tensor | slice) -> Dataset:
+        y = None if self.y is None else self.y[index]
+        return replace(self, x=self.x[index], y=y)
+
+
+def load_dataset(source: str | Path, *, binarize: float | None = None) -> Dataset:
+    """Load a named dataset or a file, check it is finite, optionally binarize it.
+
+    Args:
+        source: a name from :data:`NAMED_DATASETS` or a path; ``file.npz:key`` picks an
+            array from an ``.npz`` archive.
+        binarize: threshold t: ``x >= t`` becomes 1, the rest 0 (``None`` keeps values).
+
+    Raises:
+        DataError: missing file, unknown format, wrong shape, NaN or infinite values.
+    """
+    name = str(source)
+    if name in NAMED_DATASETS:
+        dataset = _load_digits(binary=name == "digits")
+    else:
+        path, key = name.rsplit(":", 1) if ".npz:" in name else (name, None)
+        array = load_array(Path(path), key=key)
+        dataset = _to_dataset(array, Path(path).name)
+    check_finite(dataset.x, dataset.name)
+    if binarize is not None:
+        dataset = replace(dataset, x=(dataset.x >= binarize).to(dataset.x.dtype))
+    return dataset
+
+
+def load_array(path: Path, *, key: str | None = None) -> np.ndarray:
+    """Read one array from ``.npy``, ``.npz``, ``.csv``, IDX (``-ubyte[.gz]``) or ``.amat``."""
+    if not path.exists():
+        raise DataError(
+            f"no such data file: {path}. Give an existing path, or one of the named datasets: "
+            f"{', '.join(NAMED_DATASETS)}"
+        )
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        if path.suffix == ".npz":
+            return _load_npz(path, key)
+        if path.suffix == ".csv":
+            return _load_csv(path)
+        if path.suffix == ".amat":
+            return np.loadtxt(path, dtype=np.float32, ndmin=2)
+        if "ubyte" in path.name or path.suffix == ".idx":
+            return _load_idx(path)
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, struct.error) as error:
+        raise DataError(f"could not read {path}: {error}. Is the file complete?") from error
+    raise DataError(
+        f"unknown data format for {path}: use .npy, .npz, .csv, .amat or an MNIST IDX file "
+        "(*-ubyte or *-ubyte.gz)"
+    )
+
+
+def _load_npz(path: Path, key: str | None) -> np.ndarray:
+    with np.load(path, allow_pickle=False) as archive:
+        keys = list(archive.keys())
+        if key is None:
+            if len(keys) == 1:
+                key = keys[0]
+            elif "x" in keys:
+                key = "x"
+            else:
+                raise DataError(
+                    f"{path} holds several arrays ({', '.join(keys)}): pick one as "
+                    f"{path}:KEY, e.g. {path}:{keys[0]}"
+                )
+        if key not in keys:
+            raise DataError(f"{path} has no array {key!r}; it holds: {', '.join(keys)}")
+        return archive[key]
+
+
+def _load_csv(path: Path) -> np.ndarray:
+    with open(path) as file:
+        first = file.readline()
+    try:
+        [float(cell) for cell in first.strip().split(",") if cell.strip()]
+        skip = 0
+    except ValueError:
+        skip = 1  # a header row
+    try:
+        return np.loadtxt(path, delimiter=",", skiprows=skip, dtype=np.float64, ndmin=2)
+    except ValueError as error:
+        raise DataError(
+            f"{path} has a non-numeric or empty cell ({error}); aevb reads numeric CSV "
+            "columns: remove text columns or encode them as numbers"
+        ) from error
+
+
+def _load_idx(path: Path) -> np.ndarray:
+    """The IDX format of LeCun's MNIST release: magic (0, 0, dtype, ndim), big-endian dims."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as file:
+        raw = file.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(f"{path} is not an IDX file (bad magic number {raw[:4]!r})")
+    ndim = raw[3]
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = math.prod(dims) * dtype.itemsize
+    body = raw[4 + 4 * ndim :]
+    if len(body) != expected:
+        raise DataError(
+            f"{path} is truncated or corrupt: header says {dims} ({expected} bytes), "
+            f"found {len(body)} bytes"
+        )
+    return np.frombuffer(body, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def _to_dataset(array: np.ndarray, name: str) -> Dataset:
+    if array.ndim < 2 or array.ndim > 4:
+        raise DataError(
+            f"{name}: expected examples in rows, shape (n, features) or (n, height, width), "
+            f"got shape {array.shape}: reshape it so the first axis indexes examples"
+        )
+    if not np.issubdtype(array.dtype, np.number) and array.dtype != np.bool_:
+        raise DataError(f"{name}: expected numbers, got dtype {array.dtype}")
+    image_shape = tuple(array.shape[1:]) if array.ndim > 2 else _square(array.shape[1])
+    x = torch.as_tensor(array.reshape(array.shape[0], -1), dtype=torch.float32)
+    return Dataset(x=x, image_shape=image_shape, name=name)
+
+
+def _square(data_dim: int) -> tuple[int, int] | None:
+    side = math.isqrt(data_dim)
+    return (side, side) if side * side == data_dim and side > 1 else None
+
+
+def _load_digits(*, binary: bool) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.as_tensor(digits.data, dtype=torch.float32) / 16.0  # counts 0..16 -> [0, 1]
+    if binary:
+        x = (x >= 0.5).to(torch.float32)
+    y = torch.as_tensor(digits.target, dtype=torch.long)
+    name = "digits" if binary else "digits-grey"
+    return Dataset(x=x, y=y, image_shape=(8, 8), name=name)
+
+
+def check_finite(x: torch.Tensor, name: str = "data") -> None:
+    """Raise :class:`DataError` naming the rows with NaN or infinite entries."""
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        rows = bad.reshape(x.shape[0], -1).any(-1).nonzero().flatten().tolist()
+        kind = "NaN" if bool(torch.isnan(x).any()) else "infinite"
+        shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+        raise DataError(
+            f"{name} has {int(bad.sum())} {kind} entries in {len(rows)} rows (rows {shown}): "
+            "remove those rows or impute the missing values before training"
+        )
+
+
+def split(
+    dataset: Dataset, fractions: tuple[float, float], *, seed: int = 0
+) -> tuple[Dataset, Dataset, Dataset]:
+    """Shuffle with ``seed`` and cut into train, valid and test parts.
+
+    Args:
+        fractions: ``(valid_fraction, test_fraction)``; the rest is training data.
+    """
+    valid_fraction, test_fraction = fractions
+    if valid_fraction < 0 or test_fraction < 0 or valid_fraction + test_fraction >= 1:
+        raise DataError(f"valid and test fractions must be >= 0 and sum to < 1, got {fractions}")
+    n = len(dataset)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    num_valid, num_test = round(n * valid_fraction), round(n * test_fraction)
+    valid = order[:num_valid]
+    test = order[num_valid : num_valid + num_test]
+    train = order[num_valid + num_test :]
+    return dataset[train], dataset[valid], dataset[test]

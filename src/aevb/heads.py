@@ -1,0 +1,124 @@
+"""Heads: the last layer of an encoder or decoder, hidden features -> Distribution.
+
+A head is the projection P_e / P_d of the "VAE anatomy" (seed 004): a linear map onto the
+parameters of a distribution followed by the link that puts each parameter in its domain.
+Posterior heads q(z|x) and likelihood heads p(x|z) are the same kind of object.
+
+Every head maps ``h`` of shape ``(*batch, in_dim)`` to a distribution with
+``batch_shape == batch`` and ``event_shape == (out_dim,)``; ``log_prob`` of a datum gives one
+number per example. Adding a likelihood is one class here plus one entry in the test registry
+(``tests/registry.py``), which runs every generic check on it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import (
+    Bernoulli,
+    ContinuousBernoulli,
+    Distribution,
+    Independent,
+    Laplace,
+    Normal,
+)
+
+from .distributions import ValueCategorical
+
+
+def _positive(raw: torch.Tensor, min_value: float) -> torch.Tensor:
+    """Softplus link bounded away from zero, so a scale can never collapse to 0."""
+    return F.softplus(raw) + min_value
+
+
+class BernoulliHead(nn.Module):
+    """p(x|h) = prod_d Bernoulli(x_d; sigmoid(W h + b)_d), for binary data x in {0, 1}."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.in_dim, self.out_dim = in_dim, out_dim
+        self.logits = nn.Linear(in_dim, out_dim)
+
+    def forward(self, h: torch.Tensor) -> Distribution:
+        return Independent(Bernoulli(logits=self.logits(h)), 1)
+
+
+class ContinuousBernoulliHead(nn.Module):
+    """p(x|h) = prod_d CB(x_d; sigmoid(W h + b)_d), for grey levels x in [0, 1].
+
+    The continuous Bernoulli (Loaiza-Ganem & Cunningham 2019) is the normalized density that
+    the "Bernoulli on grey pixels" loss is missing.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.in_dim, self.out_dim = in_dim, out_dim
+        self.logits = nn.Linear(in_dim, out_dim)
+
+    def forward(self, h: torch.Tensor) -> Distribution:
+        return Independent(ContinuousBernoulli(logits=self.logits(h)), 1)
+
+
+class NormalHead(nn.Module):
+    """Diagonal Gaussian N(x; mu(h), diag sigma(h)^2): a likelihood head or q(z|x).
+
+    Args:
+        in_dim: size of the hidden features ``h``.
+        out_dim: size of the variable (data dimension, or ``latent_dim`` for q(z|x)).
+        scale: ``None`` learns a per-dimension, per-example scale (heteroscedastic);
+            a float fixes sigma for every dimension (the "Gaussian with fixed variance").
+        min_scale: lower bound on a learned sigma, keeping the density bounded.
+    """
+
+    def __init__(
+        self, in_dim: int, out_dim: int, scale: float | None = None, min_scale: float = 1e-3
+    ) -> None:
+        super().__init__()
+        self.in_dim, self.out_dim, self.min_scale = in_dim, out_dim, min_scale
+        self.loc = nn.Linear(in_dim, out_dim)
+        self.raw_scale = nn.Linear(in_dim, out_dim) if scale is None else None
+        if scale is not None:
+            if not scale > 0:
+                raise ValueError(f"NormalHead scale must be positive, got {scale}")
+            self.register_buffer("fixed_scale", torch.tensor(float(scale)))
+
+    def forward(self, h: torch.Tensor) -> Distribution:
+        loc = self.loc(h)
+        if self.raw_scale is None:
+            scale = self.fixed_scale.to(loc.dtype).expand_as(loc)
+        else:
+            scale = _positive(self.raw_scale(h), self.min_scale)
+        return Independent(Normal(loc, scale), 1)
+
+
+class LaplaceHead(nn.Module):
+    """p(x|h) = prod_d Laplace(x_d; mu(h)_d, b(h)_d), a heavy-tailed real likelihood."""
+
+    def __init__(self, in_dim: int, out_dim: int, min_scale: float = 1e-3) -> None:
+        super().__init__()
+        self.in_dim, self.out_dim, self.min_scale = in_dim, out_dim, min_scale
+        self.loc = nn.Linear(in_dim, out_dim)
+        self.raw_scale = nn.Linear(in_dim, out_dim)
+
+    def forward(self, h: torch.Tensor) -> Distribution:
+        return Independent(Laplace(self.loc(h), _positive(self.raw_scale(h), self.min_scale)), 1)
+
+
+class CategoricalHead(nn.Module):
+    """p(x|h) = prod_d Categorical(x_d; softmax(W_d h + b_d)) over values 0..C-1.
+
+    A discrete likelihood over pixel or feature values (e.g. 256 intensity levels); the
+    distribution's mean is the expected value, so it can be shown as an image.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, num_categories: int) -> None:
+        super().__init__()
+        if num_categories < 2:
+            raise ValueError(f"CategoricalHead needs num_categories >= 2, got {num_categories}")
+        self.in_dim, self.out_dim, self.num_categories = in_dim, out_dim, num_categories
+        self.logits = nn.Linear(in_dim, out_dim * num_categories)
+
+    def forward(self, h: torch.Tensor) -> Distribution:
+        logits = self.logits(h).unflatten(-1, (self.out_dim, self.num_categories))
+        return Independent(ValueCategorical(logits=logits), 1)

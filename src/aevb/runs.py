@@ -1,0 +1,136 @@
+"""Run folders: train a model from a :class:`RunConfig` into a folder, and load it back.
+
+A run folder holds ``config.json`` (the validated config: ``aevb train --config`` accepts it),
+``run.json`` (data facts and final metrics), the checkpoints and ``metrics.jsonl`` written by
+:class:`aevb.Trainer`, and ``samples.png`` / ``reconstructions.png`` for image data.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .checkpoint import load_json, load_weights, save_json
+from .config import RunConfig, build_model, build_trainer, config_from_dict, config_to_dict
+from .data import Dataset, load_dataset, split
+from .errors import CheckpointError, ConfigError
+from .model import VAE
+from .plots import interleave, save_image_grid, to_unit_range
+from .train import evaluate
+
+
+@dataclass
+class Run:
+    """A trained model with the config and data facts of its run folder."""
+
+    path: Path
+    config: RunConfig
+    model: VAE
+    image_shape: tuple[int, ...] | None
+    metrics: dict[str, Any]
+
+    @property
+    def data_dim(self) -> int:
+        return int(self.metrics["data_dim"])
+
+
+def load_run_data(config: RunConfig) -> tuple[Dataset, Dataset, Dataset]:
+    """The run's data, binarized as configured, split into train, valid and test by seed."""
+    dataset = load_dataset(config.data.source, binarize=config.data.binarize)
+    fractions = (config.data.valid_fraction, config.data.test_fraction)
+    return split(dataset, fractions, seed=config.seed)
+
+
+def train_run(
+    config: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True
+) -> Run:
+    """Train the model ``config`` describes into the folder ``out``; return the run.
+
+    With ``resume=True`` training continues from ``out``'s last checkpoint; only the
+    ``train`` section may differ from the saved config (e.g. more epochs).
+    """
+    out = Path(out)
+    if resume:
+        saved = _read_config(out)
+        if (saved.data, saved.model, saved.seed) != (config.data, config.model, config.seed):
+            raise ConfigError(
+                f"{out} was trained with other data/model options; resume it with the same "
+                "ones (only [train] options may change), or train into a new --out folder"
+            )
+    elif (out / "trainer.json").exists():
+        raise ConfigError(
+            f"{out} already holds a run: continue it with --resume, or choose another --out"
+        )
+    train, valid, test = load_run_data(config)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, train.x.shape[1])
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(config_to_dict(config), out / "config.json")
+    facts = {
+        "aevb_version": __version__,
+        "data_dim": train.x.shape[1],
+        "image_shape": list(train.image_shape) if train.image_shape else None,
+        "num_train": len(train),
+        "num_valid": len(valid),
+        "num_test": len(test),
+    }
+    save_json(facts, out / "run.json")
+    trainer = build_trainer(config, model, out, progress=progress)
+    trainer.fit(train.x, valid.x if len(valid) else None, resume=resume)
+    if len(test):
+        facts.update({f"test_{k}": v for k, v in evaluate(model, test.x).items()})
+    facts["epochs_trained"] = trainer.epoch
+    save_json(facts, out / "run.json")
+    run = Run(out, config, model, train.image_shape, facts)
+    write_figures(run, test if len(test) else train)
+    return run
+
+
+def load_run(path: str | Path, *, checkpoint: str = "model.safetensors") -> Run:
+    """Rebuild a run's model from its ``config.json`` and load ``checkpoint`` into it."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"no run folder at {path}: pass the --out folder of aevb train")
+    config = _read_config(path)
+    facts = load_json(path / "run.json")
+    model = build_model(config.model, int(facts["data_dim"]))
+    load_weights(model, path / checkpoint)
+    model.eval()
+    shape = tuple(facts["image_shape"]) if facts.get("image_shape") else None
+    return Run(path, config, model, shape, facts)
+
+
+def write_figures(run: Run, data: Dataset, *, num_images: int = 64, seed: int = 0) -> list[Path]:
+    """Save ``samples.png`` (means of p(x|z), z ~ p(z)) and ``reconstructions.png``
+    (inputs beside the means of p(x|E_q[z])) for image data; nothing for other data."""
+    if run.image_shape is None or len(run.image_shape) != 2:
+        return []
+    torch.manual_seed(seed)
+    samples = run.model.sample(num_images, mean=True)
+    inputs = data.x[: num_images // 2]
+    pairs = interleave(inputs, run.model.reconstruct(inputs))
+    return [
+        save_image_grid(to_unit_range(samples), run.image_shape, run.path / "samples.png"),
+        save_image_grid(
+            to_unit_range(pairs), run.image_shape, run.path / "reconstructions.png", num_columns=8
+        ),
+    ]
+
+
+def _read_config(path: Path) -> RunConfig:
+    raw = load_json(path / "config.json")
+    try:
+        return config_from_dict(raw, where=str(path / "config.json"))
+    except ConfigError as error:
+        raise CheckpointError(f"the run's config does not load: {error}") from error
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The per-epoch records of a run's ``metrics.jsonl``."""
+    lines = Path(path, "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]

@@ -1,0 +1,288 @@
+"""The fitting loop: minibatch AEVB (Kingma & Welling 2014, Algorithm 1).
+
+In-memory tensors are shuffled and sliced per batch (no per-example Python work), so the
+trainer runs as fast as a hand-written loop (``bench/train_throughput.py`` measures it).
+
+A run folder holds::
+
+    model.safetensors     weights with the best validation ELBO (or the last, without one)
+    last.safetensors      weights after the last finished epoch
+    trainer.safetensors   optimizer moments and random-number-generator states
+    trainer.json          epoch, step, early-stopping state, optimizer settings, history
+    metrics.jsonl         one line of metrics per epoch
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import (
+    load_json,
+    load_tensors,
+    load_weights,
+    optimizer_from_files,
+    optimizer_to_files,
+    save_json,
+    save_tensors,
+    save_weights,
+)
+from .errors import TrainingDiverged
+from .objectives import ELBOTerms, elbo, linear_warmup
+
+Objective = Callable[..., ELBOTerms]
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+class Trainer:
+    """Fit a model by stochastic gradient ascent on an objective, with validation.
+
+    Args:
+        model: e.g. :class:`aevb.VAE`; must have ``encode``, ``decode``, ``prior``.
+        objective: ``objective(model, x, beta=...) -> ELBOTerms``; configure variants with
+            ``functools.partial(aevb.elbo, stl=True, num_samples=5)``.
+        optimizer: optimizer class or factory, called as ``optimizer(params, lr=lr)``.
+        lr: learning rate; ``lr_decay`` multiplies it after every epoch.
+        batch_size: examples per gradient step.
+        max_epochs: passes over the training data.
+        patience: stop after this many epochs without a better validation ELBO
+            (``None``: never stop early). The best weights are restored at the end.
+        beta: KL weight; ``kl_warmup_epochs`` ramps it linearly from 0 over that many epochs.
+        clip_grad_norm: clip the gradient's global norm to this value (``None``: no clipping).
+        seed: seeds parameter-free randomness (shuffling, z samples) for reproducible runs.
+        run_dir: folder for checkpoints and metrics (``None``: keep nothing on disk).
+        progress: show a live bar with the batch ELBO and KL, and one line per epoch.
+
+    Example:
+        >>> trainer = Trainer(model, lr=1e-3, max_epochs=50, patience=5)  # doctest: +SKIP
+        >>> history = trainer.fit(train_x, valid_x)                          # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        objective: Objective = elbo,
+        optimizer: OptimizerFactory = torch.optim.Adam,
+        lr: float = 1e-3,
+        lr_decay: float = 1.0,
+        batch_size: int = 100,
+        max_epochs: int = 100,
+        patience: int | None = None,
+        beta: float = 1.0,
+        kl_warmup_epochs: int = 0,
+        clip_grad_norm: float | None = None,
+        seed: int = 0,
+        run_dir: str | Path | None = None,
+        progress: bool = True,
+        eval_batch_size: int = 1000,
+    ) -> None:
+        if batch_size < 1 or max_epochs < 0 or lr <= 0:
+            raise ValueError("batch_size and max_epochs must be positive and lr > 0")
+        self.model, self.objective = model, objective
+        self.optimizer = optimizer(model.parameters(), lr=lr)
+        self.lr_decay, self.batch_size, self.max_epochs = lr_decay, batch_size, max_epochs
+        self.patience, self.beta, self.kl_warmup_epochs = patience, beta, kl_warmup_epochs
+        self.clip_grad_norm, self.seed, self.progress = clip_grad_norm, seed, progress
+        self.eval_batch_size = eval_batch_size
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.epoch = self.step = self.bad_epochs = 0
+        self.best_valid = -math.inf
+        self.history: list[dict[str, Any]] = []
+        self._best_state: dict[str, torch.Tensor] | None = None
+        self._generator = torch.Generator()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def fit(
+        self, train: torch.Tensor, valid: torch.Tensor | None = None, *, resume: bool = False
+    ) -> list[dict[str, Any]]:
+        """Train until ``max_epochs`` or early stopping; return the per-epoch history.
+
+        Args:
+            train: ``(n, *event)`` training data.
+            valid: ``(m, *event)`` validation data for early stopping and model selection.
+            resume: continue from the state saved in ``run_dir`` (bit-identical to an
+                uninterrupted run on the same machine and thread count).
+
+        Raises:
+            DataError: the data do not fit the model's likelihood (shape, NaN, support).
+            TrainingDiverged: a term became NaN/inf; the last good checkpoint is kept.
+        """
+        check = getattr(self.model, "check_data", None)
+        for part in (train, valid):
+            if check is not None and part is not None:
+                check(part)
+        if resume:
+            self._load_state()
+        else:
+            torch.manual_seed(self.seed)
+            self._generator.manual_seed(self.seed)
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        steps_per_epoch = math.ceil(train.shape[0] / self.batch_size)
+        warmup_steps = self.kl_warmup_epochs * steps_per_epoch
+        while self.epoch < self.max_epochs and not self._should_stop(valid):
+            start = time.perf_counter()
+            record = self._train_epoch(train, warmup_steps, steps_per_epoch)
+            if valid is not None:
+                record.update(_prefixed("valid", evaluate(self.model, valid, self.eval_batch_size)))
+            record["seconds"] = time.perf_counter() - start
+            self.epoch += 1
+            for group in self.optimizer.param_groups:
+                group["lr"] *= self.lr_decay
+            self._end_epoch(record, valid is not None)
+        if self._best_state is not None:
+            self.model.load_state_dict(self._best_state)
+        return self.history
+
+    def _train_epoch(self, train: torch.Tensor, warmup_steps: int, steps: int) -> dict[str, Any]:
+        self.model.train()
+        n = train.shape[0]
+        order = torch.randperm(n, generator=self._generator)
+        totals = torch.zeros(3, dtype=torch.float64)
+        beta = self.beta
+        bar = tqdm(
+            total=steps,
+            desc=f"epoch {self.epoch + 1}",
+            leave=False,
+            disable=None if self.progress else True,  # None: no bar when not a terminal
+        )
+        for begin in range(0, n, self.batch_size):
+            x = train[order[begin : begin + self.batch_size]]
+            beta = self.beta * linear_warmup(self.step, warmup_steps)
+            terms = self.objective(self.model, x, beta=beta)
+            loss = terms.loss
+            if not torch.isfinite(loss):
+                bar.close()
+                self._diverged(terms)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+            self.optimizer.step()
+            self.step += 1
+            with torch.no_grad():
+                totals += torch.stack([terms.elbo.sum(), terms.log_px_z.sum(), terms.kl.sum()])
+            bar.update()
+            if self.progress and self.step % 10 == 0:
+                bar.set_postfix(elbo=f"{terms.elbo.mean():.2f}", kl=f"{terms.kl.mean():.2f}")
+        bar.close()
+        means = (totals / n).tolist()
+        return {
+            "epoch": self.epoch + 1,
+            "step": self.step,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "beta": beta,
+            "train_elbo": means[0],
+            "train_log_px_z": means[1],
+            "train_kl": means[2],
+        }
+
+    def _should_stop(self, valid: torch.Tensor | None) -> bool:
+        return valid is not None and self.patience is not None and self.bad_epochs >= self.patience
+
+    def _end_epoch(self, record: dict[str, Any], has_valid: bool) -> None:
+        improved = not has_valid or record["valid_elbo"] > self.best_valid
+        if has_valid and improved:
+            self.best_valid = record["valid_elbo"]
+        self.bad_epochs = 0 if improved else self.bad_epochs + 1
+        if improved:
+            self._best_state = copy.deepcopy(self.model.state_dict())
+        self.history.append(record)
+        if self.progress:
+            shown = {k: record[k] for k in ("train_elbo", "train_kl", "valid_elbo") if k in record}
+            tqdm.write(
+                f"epoch {record['epoch']:>4}  "
+                + "  ".join(f"{k} {v:9.3f}" for k, v in shown.items())
+                + ("  *" if improved and has_valid else "")
+            )
+        if self.run_dir is not None:
+            self._save_state(improved)
+
+    def _diverged(self, terms: ELBOTerms) -> None:
+        named = {"reconstruction term E_q[log p(x|z)]": terms.log_px_z, "KL term": terms.kl}
+        bad = [name for name, value in named.items() if not bool(torch.isfinite(value).all())]
+        value = terms.loss.item()
+        if self.run_dir is not None and (self.run_dir / "last.safetensors").exists():
+            kept = f"the last good checkpoint is {self.run_dir / 'last.safetensors'}"
+        else:
+            kept = "no checkpoint was written yet"
+        raise TrainingDiverged(
+            f"the {bad[0] if bad else 'objective'} became {value} at epoch {self.epoch + 1}, "
+            f"step {self.step + 1}; {kept} (epoch {self.epoch}), and the model in memory still "
+            "has the parameters from before this step. Try a lower learning rate, "
+            "clip_grad_norm, KL warm-up, or a likelihood whose scale is bounded."
+        )
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def _save_state(self, improved: bool) -> None:
+        assert self.run_dir is not None
+        save_weights(self.model, self.run_dir / "last.safetensors")
+        if improved:
+            save_weights(self.model, self.run_dir / "model.safetensors")
+        tensors, rest = optimizer_to_files(self.optimizer)
+        tensors = {f"optimizer.{k}": v for k, v in tensors.items()}
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.shuffle"] = self._generator.get_state()
+        save_tensors(tensors, self.run_dir / "trainer.safetensors")
+        state = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_valid": self.best_valid if math.isfinite(self.best_valid) else None,
+            "bad_epochs": self.bad_epochs,
+            "optimizer": rest,
+            "history": self.history,
+        }
+        save_json(state, self.run_dir / "trainer.json")
+        lines = "".join(json.dumps(record) + "\n" for record in self.history)
+        (self.run_dir / "metrics.jsonl").write_text(lines)
+
+    def _load_state(self) -> None:
+        if self.run_dir is None:
+            raise ValueError("resume=True needs the run_dir the interrupted run wrote to")
+        state = load_json(self.run_dir / "trainer.json")
+        tensors = load_tensors(self.run_dir / "trainer.safetensors")
+        load_weights(self.model, self.run_dir / "last.safetensors")
+        optimizer_tensors = {
+            k.removeprefix("optimizer."): v
+            for k, v in tensors.items()
+            if k.startswith("optimizer.")
+        }
+        optimizer_from_files(self.optimizer, optimizer_tensors, state["optimizer"])
+        if (self.run_dir / "model.safetensors").exists():
+            self._best_state = load_tensors(self.run_dir / "model.safetensors")
+        torch.set_rng_state(tensors["rng.torch"])
+        self._generator.set_state(tensors["rng.shuffle"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.bad_epochs, self.history = state["bad_epochs"], state["history"]
+        best_valid = state["best_valid"]
+        self.best_valid = -math.inf if best_valid is None else best_valid
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> dict[str, float]:
+    """Mean ELBO, reconstruction term and KL over ``x``, in nats per example (one z sample)."""
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(3, dtype=torch.float64)
+    for begin in range(0, x.shape[0], batch_size):
+        terms = elbo(model, x[begin : begin + batch_size])  # type: ignore[arg-type]
+        totals += torch.stack([terms.elbo.sum(), terms.log_px_z.sum(), terms.kl.sum()])
+    model.train(was_training)
+    means = (totals / x.shape[0]).tolist()
+    return {"elbo": means[0], "log_px_z": means[1], "kl": means[2]}
+
+
+def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}_{k}": v for k, v in values.items()}
