@@ -6,7 +6,10 @@ Posterior heads q(z|x) and likelihood heads p(x|z) are the same kind of object.
 
 Every head maps ``h`` of shape ``(*batch, in_dim)`` to a distribution with
 ``batch_shape == batch`` and ``event_shape == (out_dim,)``; ``log_prob`` of a datum gives one
-number per example. Adding a likelihood is one class here plus one entry in the test registry
+number per example. Heads build distributions with ``validate_args=False``: their links keep
+parameters in their domains, data are checked once against the support before training
+(:meth:`aevb.VAE.check_data`), and a NaN parameter surfaces as a NaN term that the trainer
+names, instead of a check on every step. Adding a likelihood is one class here plus one entry in the test registry
 (``tests/registry.py``), which runs every generic check on it.
 """
 
@@ -41,7 +44,7 @@ class BernoulliHead(nn.Module):
         self.logits = nn.Linear(in_dim, out_dim)
 
     def forward(self, h: torch.Tensor) -> Distribution:
-        return Independent(Bernoulli(logits=self.logits(h)), 1)
+        return Independent(Bernoulli(logits=self.logits(h), validate_args=False), 1)
 
 
 class ContinuousBernoulliHead(nn.Module):
@@ -57,7 +60,7 @@ class ContinuousBernoulliHead(nn.Module):
         self.logits = nn.Linear(in_dim, out_dim)
 
     def forward(self, h: torch.Tensor) -> Distribution:
-        return Independent(ContinuousBernoulli(logits=self.logits(h)), 1)
+        return Independent(ContinuousBernoulli(logits=self.logits(h), validate_args=False), 1)
 
 
 class NormalHead(nn.Module):
@@ -89,7 +92,7 @@ class NormalHead(nn.Module):
             scale = self.fixed_scale.to(loc.dtype).expand_as(loc)
         else:
             scale = _positive(self.raw_scale(h), self.min_scale)
-        return Independent(Normal(loc, scale), 1)
+        return Independent(Normal(loc, scale, validate_args=False), 1)
 
 
 class LaplaceHead(nn.Module):
@@ -102,7 +105,8 @@ class LaplaceHead(nn.Module):
         self.raw_scale = nn.Linear(in_dim, out_dim)
 
     def forward(self, h: torch.Tensor) -> Distribution:
-        return Independent(Laplace(self.loc(h), _positive(self.raw_scale(h), self.min_scale)), 1)
+        scale = _positive(self.raw_scale(h), self.min_scale)
+        return Independent(Laplace(self.loc(h), scale, validate_args=False), 1)
 
 
 class CategoricalHead(nn.Module):
@@ -121,4 +125,4 @@ class CategoricalHead(nn.Module):
 
     def forward(self, h: torch.Tensor) -> Distribution:
         logits = self.logits(h).unflatten(-1, (self.out_dim, self.num_categories))
-        return Independent(ValueCategorical(logits=logits), 1)
+        return Independent(ValueCategorical(logits=logits, validate_args=False), 1)

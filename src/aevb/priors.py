@@ -22,7 +22,7 @@ class StandardNormalPrior(nn.Module):
         self.register_buffer("scale", torch.ones(latent_dim))
 
     def forward(self) -> Distribution:
-        return Independent(Normal(self.loc, self.scale), 1)
+        return Independent(Normal(self.loc, self.scale, validate_args=False), 1)
 
 
 class LearnedNormalPrior(nn.Module):
@@ -37,4 +37,5 @@ class LearnedNormalPrior(nn.Module):
         self.raw_scale = nn.Parameter(raw.repeat(latent_dim))
 
     def forward(self) -> Distribution:
-        return Independent(Normal(self.loc, F.softplus(self.raw_scale) + self.min_scale), 1)
+        scale = F.softplus(self.raw_scale) + self.min_scale
+        return Independent(Normal(self.loc, scale, validate_args=False), 1)

@@ -1,0 +1,146 @@
+"""Registry of heads and priors: one entry each, every generic test runs over all of them.
+
+Each head entry gives an independent reference (numpy/scipy, from the head's own weights) for
+the log-density, mean and variance of the distribution the head emits, and a sampler of data
+inside the head's support. Adding a head to aevb means adding one entry here.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import special, stats
+from torch import nn
+
+from aevb import (
+    BernoulliHead,
+    CategoricalHead,
+    ContinuousBernoulliHead,
+    LaplaceHead,
+    LearnedNormalPrior,
+    NormalHead,
+    StandardNormalPrior,
+)
+
+Array = np.ndarray
+
+
+def affine(layer: nn.Linear, h: torch.Tensor) -> Array:
+    """``W h + b`` in numpy float64, computed apart from torch's kernels."""
+    weight = layer.weight.detach().double().numpy()
+    bias = layer.bias.detach().double().numpy()
+    return h.detach().double().numpy() @ weight.T + bias
+
+
+def softplus(raw: Array) -> Array:
+    return np.logaddexp(0.0, raw)
+
+
+def _cb_log_norm(lam: Array) -> Array:
+    """log C(lambda) of the continuous Bernoulli (Loaiza-Ganem & Cunningham 2019, eq. 7)."""
+    lam = np.clip(lam, 1e-12, 1 - 1e-12)
+    far = np.abs(lam - 0.5) > 1e-3
+    safe = np.where(far, lam, 0.25)
+    exact = np.log(np.abs(2 * np.arctanh(1 - 2 * safe) / (1 - 2 * safe)))
+    near = np.log(2.0) + 4.0 / 3.0 * (lam - 0.5) ** 2  # Taylor expansion around 1/2
+    return np.where(far, exact, near)
+
+
+def _cb_moments(lam: Array) -> tuple[Array, Array]:
+    """Mean and variance; NaN (not compared) near 1/2, where the closed forms cancel badly."""
+    lam = np.where(np.abs(lam - 0.5) < 0.01, np.nan, lam)
+    mean = lam / (2 * lam - 1) + 1 / (2 * np.arctanh(1 - 2 * lam))
+    var = lam * (lam - 1) / (1 - 2 * lam) ** 2 + 1 / (2 * np.arctanh(1 - 2 * lam)) ** 2
+    return mean, var
+
+
+@dataclass(frozen=True)
+class HeadCase:
+    name: str
+    make: Callable[[int, int], nn.Module]
+    sample_data: Callable[[np.random.Generator, tuple[int, ...]], Array]
+    # (head, h) -> per-element (log_pdf(x) function, mean, variance), all numpy float64
+    reference: Callable[[nn.Module, torch.Tensor], tuple[Callable[[Array], Array], Array, Array]]
+
+
+def _bernoulli(head: nn.Module, h: torch.Tensor):
+    p = special.expit(affine(head.logits, h))
+    return (lambda x: stats.bernoulli.logpmf(x, p)), stats.bernoulli.mean(p), stats.bernoulli.var(p)
+
+
+def _continuous_bernoulli(head: nn.Module, h: torch.Tensor):
+    lam = special.expit(affine(head.logits, h))
+    mean, var = _cb_moments(lam)
+    return (lambda x: _cb_log_norm(lam) + x * np.log(lam) + (1 - x) * np.log1p(-lam)), mean, var
+
+
+def _normal(head: nn.Module, h: torch.Tensor):
+    loc = affine(head.loc, h)
+    if head.raw_scale is None:
+        scale = np.full_like(loc, float(head.fixed_scale))
+    else:
+        scale = softplus(affine(head.raw_scale, h)) + head.min_scale
+    return (lambda x: stats.norm.logpdf(x, loc, scale)), loc, scale**2
+
+
+def _laplace(head: nn.Module, h: torch.Tensor):
+    loc = affine(head.loc, h)
+    scale = softplus(affine(head.raw_scale, h)) + head.min_scale
+    return (lambda x: stats.laplace.logpdf(x, loc, scale)), loc, stats.laplace.var(loc, scale)
+
+
+def _categorical(head: nn.Module, h: torch.Tensor):
+    logits = affine(head.logits, h).reshape(*h.shape[:-1], head.out_dim, head.num_categories)
+    log_p = logits - special.logsumexp(logits, axis=-1, keepdims=True)
+    values = np.arange(head.num_categories)
+    mean = np.exp(log_p) @ values
+    var = np.exp(log_p) @ values**2 - mean**2
+
+    def log_pmf(x: Array) -> Array:
+        return np.take_along_axis(log_p, x.astype(int)[..., None], axis=-1)[..., 0]
+
+    return log_pmf, mean, var
+
+
+HEADS = [
+    HeadCase(
+        "bernoulli",
+        BernoulliHead,
+        lambda rng, shape: rng.integers(0, 2, shape).astype(float),
+        _bernoulli,
+    ),
+    HeadCase(
+        "continuous-bernoulli",
+        ContinuousBernoulliHead,
+        lambda rng, shape: rng.uniform(0, 1, shape),
+        _continuous_bernoulli,
+    ),
+    HeadCase("normal", NormalHead, lambda rng, shape: 3 * rng.standard_normal(shape), _normal),
+    HeadCase(
+        "normal-fixed",
+        functools.partial(NormalHead, scale=0.3),
+        lambda rng, shape: rng.standard_normal(shape),
+        _normal,
+    ),
+    HeadCase("laplace", LaplaceHead, lambda rng, shape: 2 * rng.standard_t(3, shape), _laplace),
+    HeadCase(
+        "categorical",
+        functools.partial(CategoricalHead, num_categories=7),
+        lambda rng, shape: rng.integers(0, 7, shape).astype(float),
+        _categorical,
+    ),
+]
+
+PRIORS: list[Callable[[int], nn.Module]] = [StandardNormalPrior, LearnedNormalPrior]
+
+
+def perturbed(prior: nn.Module) -> nn.Module:
+    """Move a learnable prior away from N(0, I) so tests see non-trivial parameters."""
+    with torch.no_grad():
+        for parameter in prior.parameters():
+            parameter.add_(0.5 * torch.randn_like(parameter))
+    return prior
