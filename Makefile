@@ -4,7 +4,6 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-RUN ?= runs/digits
 
 .PHONY: train test lint bench clean
 
@@ -16,7 +15,7 @@ $(BIN)/aevb: pyproject.toml constraints.txt
 	touch $@
 
 train: $(BIN)/aevb
-	$(BIN)/aevb train --out $(RUN)
+	$(BIN)/aevb train
 
 test: $(BIN)/aevb
 	$(BIN)/ruff check src tests bench

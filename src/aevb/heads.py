@@ -9,7 +9,9 @@ Every head maps ``h`` of shape ``(*batch, in_dim)`` to a distribution with
 number per example. Heads build distributions with ``validate_args=False``: their links keep
 parameters in their domains, data are checked once against the support before training
 (:meth:`aevb.VAE.check_data`), and a NaN parameter surfaces as a NaN term that the trainer
-names, instead of a check on every step. Adding a likelihood is one class here plus one entry in the test registry
+names, instead of a check on every step.
+
+Adding a likelihood is one class here plus one entry in the test registry
 (``tests/registry.py``), which runs every generic check on it.
 """
 

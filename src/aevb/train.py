@@ -149,7 +149,7 @@ class Trainer:
         self.model.train()
         n = train.shape[0]
         order = torch.randperm(n, generator=self._generator)
-        totals = torch.zeros(3, dtype=torch.float64)
+        terms_seen: list[torch.Tensor] = []  # (3, B) per step, summed once per epoch
         beta = self.beta
         bar = tqdm(
             total=steps,
@@ -171,13 +171,12 @@ class Trainer:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
             self.optimizer.step()
             self.step += 1
-            with torch.no_grad():
-                totals += torch.stack([terms.elbo.sum(), terms.log_px_z.sum(), terms.kl.sum()])
+            terms_seen.append(torch.stack([terms.elbo, terms.log_px_z, terms.kl]).detach())
             bar.update()
             if self.progress and self.step % 10 == 0:
                 bar.set_postfix(elbo=f"{terms.elbo.mean():.2f}", kl=f"{terms.kl.mean():.2f}")
         bar.close()
-        means = (totals / n).tolist()
+        means = (torch.cat(terms_seen, dim=1).double().sum(1) / n).tolist()
         return {
             "epoch": self.epoch + 1,
             "step": self.step,

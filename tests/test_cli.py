@@ -1,0 +1,157 @@
+"""The ``aevb`` command, run as a real subprocess on real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from aevb import load_dataset, load_run, train_run
+from aevb.checkpoint import load_tensors
+from aevb.config import RunConfig, config_from_dict, load_config
+
+AEVB = str(Path(sys.executable).with_name("aevb"))
+SMALL = ["--epochs", "3", "--hidden-dims", "32,32", "--latent-dim", "3", "--quiet"]
+
+
+def aevb(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [AEVB, *map(str, args)], capture_output=True, text=True, timeout=300, check=False
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def _fails_cleanly(result: subprocess.CompletedProcess[str], message: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = aevb("train", "--out", out, *SMALL)
+    assert "test ELBO" in result.stdout
+    return out
+
+
+def test_train_writes_a_complete_run_folder(run_dir: Path) -> None:
+    for name in (
+        "config.json",
+        "run.json",
+        "model.safetensors",
+        "last.safetensors",
+        "trainer.json",
+        "metrics.jsonl",
+        "samples.png",
+        "reconstructions.png",
+    ):
+        assert (run_dir / name).exists(), name
+    config = load_config(run_dir / "config.json")
+    assert config.model.latent_dim == 3 and config.model.hidden_dims == (32, 32)
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    facts = json.loads((run_dir / "run.json").read_text())
+    assert facts["data_dim"] == 64 and facts["test_elbo"] < 0
+
+
+def test_sample_encode_reconstruct(run_dir: Path, tmp_path: Path) -> None:
+    aevb("sample", run_dir, "--num", "10", "--out", tmp_path / "s.npy")
+    samples = np.load(tmp_path / "s.npy")
+    assert samples.shape == (10, 64) and set(np.unique(samples)) <= {0.0, 1.0}
+    aevb("sample", run_dir, "--out", tmp_path / "s.png")
+    assert (tmp_path / "s.png").stat().st_size > 0
+
+    aevb("encode", run_dir, "--out", tmp_path / "z.csv")
+    table = np.loadtxt(tmp_path / "z.csv", delimiter=",", skiprows=1)
+    assert table.shape == (1797, 6) and (table[:, 3:] > 0).all()  # means, then scales
+    expected = load_run(run_dir).model.encode(load_dataset("digits").x[:5]).mean.detach()
+    np.testing.assert_allclose(table[:5, :3], expected.numpy(), rtol=1e-6, atol=1e-7)
+
+    aevb("reconstruct", run_dir, "--num", "4", "--out", tmp_path / "r.npy")
+    assert np.load(tmp_path / "r.npy").shape == (4, 64)
+
+
+def test_saved_and_loaded_run_gives_identical_outputs(tmp_path: Path) -> None:
+    config = config_from_dict({"model": {"hidden_dims": [16]}, "train": {"epochs": 2}})
+    trained = train_run(config, tmp_path / "run", progress=False)
+    loaded = load_run(tmp_path / "run")
+    x = torch.rand(7, 64).round()
+    z = torch.randn(5, config.model.latent_dim)
+    assert torch.equal(trained.model.encode(x).mean, loaded.model.encode(x).mean)
+    assert torch.equal(trained.model.encode(x).stddev, loaded.model.encode(x).stddev)
+    assert torch.equal(trained.model.decode(z).mean, loaded.model.decode(z).mean)
+    assert torch.equal(trained.model.reconstruct(x), loaded.model.reconstruct(x))
+
+
+def test_config_file_is_equivalent_to_flags(tmp_path: Path) -> None:
+    (tmp_path / "run.toml").write_text(
+        "seed = 4\n[model]\nlatent_dim = 3\nhidden_dims = [32, 32]\n[train]\nepochs = 3\n"
+    )
+    aevb("train", "--out", tmp_path / "flags", *SMALL, "--seed", "4")
+    aevb("train", "--out", tmp_path / "file", "--config", tmp_path / "run.toml", "--quiet")
+    assert (tmp_path / "flags" / "config.json").read_text() == (
+        tmp_path / "file" / "config.json"
+    ).read_text()
+    first = load_tensors(tmp_path / "flags" / "model.safetensors")
+    second = load_tensors(tmp_path / "file" / "model.safetensors")
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_unknown_config_keys_are_errors(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text("[model]\nlatnt_dim = 3\n")
+    result = aevb("train", "--config", tmp_path / "bad.toml", "--out", tmp_path / "x", check=False)
+    _fails_cleanly(result, "unknown option 'latnt_dim'; did you mean 'latent_dim'?")
+    (tmp_path / "type.toml").write_text("[train]\nepochs = 'many'\n")
+    result = aevb("train", "--config", tmp_path / "type.toml", "--out", tmp_path / "y", check=False)
+    _fails_cleanly(result, "epochs: expected int")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_wrong_likelihood_for_the_data_is_refused(tmp_path: Path) -> None:
+    result = aevb("train", "--data", "digits-grey", "--out", tmp_path / "r", check=False)
+    _fails_cleanly(result, "binarize the data (--binarize 0.5)")
+    aevb("train", "--data", "digits-grey", "--binarize", "0.5", "--out", tmp_path / "ok", *SMALL)
+
+
+def test_corrupt_or_missing_checkpoints_are_reported(run_dir: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", "run.json"):
+        (broken / name).write_text((run_dir / name).read_text())
+    (broken / "model.safetensors").write_bytes(b"\x10\x00garbage")
+    _fails_cleanly(aevb("sample", broken, check=False), "corrupt")
+    (broken / "model.safetensors").write_bytes((run_dir / "model.safetensors").read_bytes()[:-50])
+    _fails_cleanly(aevb("sample", broken, check=False), "corrupt")
+    _fails_cleanly(aevb("sample", tmp_path / "nowhere", check=False), "no run folder")
+    (broken / "config.json").write_text("{not json")
+    _fails_cleanly(aevb("encode", broken, check=False), "not valid JSON")
+
+
+def test_existing_run_needs_resume_and_resume_continues(run_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(run_dir), str(copy)], check=True)
+    _fails_cleanly(aevb("train", "--out", copy, *SMALL, check=False), "--resume")
+    aevb("train", "--out", copy, "--resume", *SMALL[2:], "--epochs", "5")
+    assert json.loads((copy / "run.json").read_text())["epochs_trained"] == 5
+    lines = (copy / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4, 5]
+
+
+def test_encode_refuses_data_of_another_shape(run_dir: Path, tmp_path: Path) -> None:
+    np.save(tmp_path / "wide.npy", np.zeros((3, 100)))
+    result = aevb("encode", run_dir, "--data", tmp_path / "wide.npy", check=False)
+    _fails_cleanly(result, "shape (64,), got data of shape (3, 100)")
+
+
+def test_default_config_round_trips() -> None:
+    from aevb.config import config_to_dict
+
+    assert config_from_dict(config_to_dict(RunConfig())) == RunConfig()
