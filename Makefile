@@ -20,6 +20,7 @@ train: $(BIN)/aevb
 test: $(BIN)/aevb
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 bench: $(BIN)/aevb

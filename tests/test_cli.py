@@ -118,6 +118,7 @@ def test_unknown_config_keys_are_errors(tmp_path: Path) -> None:
 def test_wrong_likelihood_for_the_data_is_refused(tmp_path: Path) -> None:
     result = aevb("train", "--data", "digits-grey", "--out", tmp_path / "r", check=False)
     _fails_cleanly(result, "binarize the data (--binarize 0.5)")
+    assert not (tmp_path / "r").exists()
     aevb("train", "--data", "digits-grey", "--binarize", "0.5", "--out", tmp_path / "ok", *SMALL)
 
 

@@ -25,7 +25,7 @@ import functools
 import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,7 +122,7 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "rmsprop": torch.optim.RMSprop,
     "sgd": torch.optim.SGD,
 }
-_CHOICES = {
+_CHOICES: dict[str, Mapping[str, object]] = {
     "likelihood": LIKELIHOODS,
     "prior": PRIORS,
     "optimizer": OPTIMIZERS,
@@ -176,10 +176,10 @@ def override(config: RunConfig, updates: dict[str, Any]) -> RunConfig:
         if key == "seed":
             raw["seed"] = value
             continue
-        section = next((s for s, cls in SECTIONS.items() if key in _fields(cls)), None)
-        if section is None:
+        sections = [s for s, cls in SECTIONS.items() if key in _fields(cls)]
+        if not sections:
             _reject_unknown({key: value}, [f for cls in SECTIONS.values() for f in _fields(cls)])
-        raw[section][key] = value
+        raw[sections[0]][key] = value
     return config_from_dict(raw, where="options")
 
 

@@ -82,8 +82,11 @@ class NormalHead(nn.Module):
         super().__init__()
         self.in_dim, self.out_dim, self.min_scale = in_dim, out_dim, min_scale
         self.loc = nn.Linear(in_dim, out_dim)
-        self.raw_scale = nn.Linear(in_dim, out_dim) if scale is None else None
-        if scale is not None:
+        self.raw_scale: nn.Linear | None = None
+        self.fixed_scale: torch.Tensor
+        if scale is None:
+            self.raw_scale = nn.Linear(in_dim, out_dim)
+        else:
             if not scale > 0:
                 raise ValueError(f"NormalHead scale must be positive, got {scale}")
             self.register_buffer("fixed_scale", torch.tensor(float(scale)))

@@ -56,9 +56,8 @@ def kl_per_dim(
     Returns ``None`` when either is not a product of independent one-dimensional factors
     (e.g. a mixture prior), where a per-dimension KL is not defined.
     """
-    factorized = all(
-        isinstance(d, Independent) and d.reinterpreted_batch_ndims == 1 for d in (q, p)
-    )
-    if not factorized:
+    if not (isinstance(q, Independent) and isinstance(p, Independent)):
+        return None
+    if q.reinterpreted_batch_ndims != 1 or p.reinterpreted_batch_ndims != 1:
         return None
     return kl(q.base_dist, p.base_dist, z, analytic=analytic)

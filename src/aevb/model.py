@@ -76,6 +76,8 @@ class VAE(nn.Module):
                 f"{', '.join(map(str, px.event_shape))}) array with examples in rows"
             )
         support = unwrap(px).support
+        if support is None:  # a family without a declared support: nothing to check
+            return
         # In chunks of rows: a cache-sized pass per chunk, and the full scan only on failure.
         if all(bool(support.check(chunk).all()) for chunk in x.split(4096)):
             return

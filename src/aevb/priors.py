@@ -15,6 +15,9 @@ from torch.distributions import Distribution, Independent, Normal
 class StandardNormalPrior(nn.Module):
     """p(z) = N(0, I), the prior of Kingma & Welling (2014)."""
 
+    loc: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
         self.latent_dim = latent_dim

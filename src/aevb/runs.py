@@ -69,6 +69,7 @@ def train_run(
     train, valid, test = load_run_data(config)
     torch.manual_seed(config.seed)
     model = build_model(config.model, train.x.shape[1])
+    model.check_data(train.x)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     save_json(config_to_dict(config), out / "config.json")
     facts = {

@@ -147,6 +147,7 @@ class Trainer:
 
     def _train_epoch(self, train: torch.Tensor, warmup_steps: int, steps: int) -> dict[str, Any]:
         self.model.train()
+        device = _device_of(self.model)
         n = train.shape[0]
         order = torch.randperm(n, generator=self._generator)
         terms_seen: list[torch.Tensor] = []  # (3, B) per step, summed once per epoch
@@ -158,7 +159,7 @@ class Trainer:
             disable=None if self.progress else True,  # None: no bar when not a terminal
         )
         for begin in range(0, n, self.batch_size):
-            x = train[order[begin : begin + self.batch_size]]
+            x = train[order[begin : begin + self.batch_size]].to(device, non_blocking=True)
             beta = self.beta * linear_warmup(self.step, warmup_steps)
             terms = self.objective(self.model, x, beta=beta)
             loss = terms.loss
@@ -176,7 +177,7 @@ class Trainer:
             if self.progress and self.step % 10 == 0:
                 bar.set_postfix(elbo=f"{terms.elbo.mean():.2f}", kl=f"{terms.kl.mean():.2f}")
         bar.close()
-        means = (torch.cat(terms_seen, dim=1).double().sum(1) / n).tolist()
+        means = (torch.cat(terms_seen, dim=1).double().sum(1).cpu() / n).tolist()
         return {
             "epoch": self.epoch + 1,
             "step": self.step,
@@ -276,11 +277,18 @@ def evaluate(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> dict[
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64)
     for begin in range(0, x.shape[0], batch_size):
-        terms = elbo(model, x[begin : begin + batch_size])  # type: ignore[arg-type]
-        totals += torch.stack([terms.elbo.sum(), terms.log_px_z.sum(), terms.kl.sum()])
+        batch = x[begin : begin + batch_size].to(_device_of(model))
+        terms = elbo(model, batch)  # type: ignore[arg-type]
+        totals += torch.stack([terms.elbo.sum(), terms.log_px_z.sum(), terms.kl.sum()]).cpu()
     model.train(was_training)
     means = (totals / x.shape[0]).tolist()
     return {"elbo": means[0], "log_px_z": means[1], "kl": means[2]}
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    """Where the model's parameters live: batches are moved there (a no-op when already)."""
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
