@@ -172,7 +172,8 @@ class Trainer:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
             self.optimizer.step()
             self.step += 1
-            terms_seen.append(torch.stack([terms.elbo, terms.log_px_z, terms.kl]).detach())
+            with torch.no_grad():
+                terms_seen.append(torch.stack([terms.elbo, terms.log_px_z, terms.kl]))
             bar.update()
             if self.progress and self.step % 10 == 0:
                 bar.set_postfix(elbo=f"{terms.elbo.mean():.2f}", kl=f"{terms.kl.mean():.2f}")
