@@ -10,6 +10,7 @@ from .checkpoint import load_weights, save_weights
 from .data import Dataset, load_dataset, split
 from .distributions import ValueCategorical, detach
 from .errors import AevbError, CheckpointError, ConfigError, DataError, TrainingDiverged
+from .evaluation import active_units, encode_means, evaluate, kl_per_dimension
 from .heads import (
     BernoulliHead,
     CategoricalHead,
@@ -23,7 +24,7 @@ from .networks import MLP
 from .objectives import ELBOTerms, elbo, linear_warmup
 from .priors import LearnedNormalPrior, StandardNormalPrior
 from .runs import Run, load_run, train_run
-from .train import Trainer, evaluate
+from .train import Trainer
 
 __all__ = [
     "MLP",
@@ -45,12 +46,15 @@ __all__ = [
     "Trainer",
     "TrainingDiverged",
     "ValueCategorical",
+    "active_units",
     "detach",
     "elbo",
+    "encode_means",
     "evaluate",
     "has_closed_form",
     "kl",
     "kl_per_dim",
+    "kl_per_dimension",
     "linear_warmup",
     "load_dataset",
     "load_run",

@@ -257,7 +257,7 @@ def build_model(config: ModelConfig, data_dim: int) -> VAE:
 
 
 def build_trainer(
-    config: RunConfig, model: nn.Module, run_dir: str | Path | None, *, progress: bool = True
+    config: RunConfig, model: VAE, run_dir: str | Path | None, *, progress: bool = True
 ) -> Trainer:
     """The :class:`aevb.Trainer` of a run, its objective configured from ``config.train``."""
     train = config.train

@@ -19,9 +19,9 @@ from .checkpoint import load_json, load_weights, save_json
 from .config import RunConfig, build_model, build_trainer, config_from_dict, config_to_dict
 from .data import Dataset, load_dataset, split
 from .errors import CheckpointError, ConfigError
+from .evaluation import evaluate
 from .model import VAE
 from .plots import interleave, save_image_grid, to_unit_range
-from .train import evaluate
 
 
 @dataclass

@@ -37,6 +37,8 @@ from .checkpoint import (
     save_weights,
 )
 from .errors import TrainingDiverged
+from .evaluation import device_of, evaluate
+from .model import VAE
 from .objectives import ELBOTerms, elbo, linear_warmup
 
 Objective = Callable[..., ELBOTerms]
@@ -69,7 +71,7 @@ class Trainer:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: VAE,
         *,
         objective: Objective = elbo,
         optimizer: OptimizerFactory = torch.optim.Adam,
@@ -147,7 +149,7 @@ class Trainer:
 
     def _train_epoch(self, train: torch.Tensor, warmup_steps: int, steps: int) -> dict[str, Any]:
         self.model.train()
-        device = _device_of(self.model)
+        device = device_of(self.model)
         n = train.shape[0]
         order = torch.randperm(n, generator=self._generator)
         terms_seen: list[torch.Tensor] = []  # (3, B) per step, summed once per epoch
@@ -269,27 +271,6 @@ class Trainer:
         self.bad_epochs, self.history = state["bad_epochs"], state["history"]
         best_valid = state["best_valid"]
         self.best_valid = -math.inf if best_valid is None else best_valid
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> dict[str, float]:
-    """Mean ELBO, reconstruction term and KL over ``x``, in nats per example (one z sample)."""
-    was_training = model.training
-    model.eval()
-    totals = torch.zeros(3, dtype=torch.float64)
-    for begin in range(0, x.shape[0], batch_size):
-        batch = x[begin : begin + batch_size].to(_device_of(model))
-        terms = elbo(model, batch)  # type: ignore[arg-type]
-        totals += torch.stack([terms.elbo.sum(), terms.log_px_z.sum(), terms.kl.sum()]).cpu()
-    model.train(was_training)
-    means = (totals / x.shape[0]).tolist()
-    return {"elbo": means[0], "log_px_z": means[1], "kl": means[2]}
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    """Where the model's parameters live: batches are moved there (a no-op when already)."""
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
