@@ -59,13 +59,14 @@ def test_train_writes_a_complete_run_folder(run_dir: Path) -> None:
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2, 3]
     facts = json.loads((run_dir / "run.json").read_text())
-    assert facts["data_dim"] == 64 and facts["test_elbo"] < 0
+    # A density on [0, 1]^64 (continuous Bernoulli): the ELBO in nats may well be positive.
+    assert facts["data_dim"] == 64 and np.isfinite(facts["test_elbo"])
 
 
 def test_sample_encode_reconstruct(run_dir: Path, tmp_path: Path) -> None:
     aevb("sample", run_dir, "--num", "10", "--out", tmp_path / "s.npy")
     samples = np.load(tmp_path / "s.npy")
-    assert samples.shape == (10, 64) and set(np.unique(samples)) <= {0.0, 1.0}
+    assert samples.shape == (10, 64) and samples.min() >= 0 and samples.max() <= 1
     aevb("sample", run_dir, "--out", tmp_path / "s.png")
     assert (tmp_path / "s.png").stat().st_size > 0
 
@@ -116,10 +117,11 @@ def test_unknown_config_keys_are_errors(tmp_path: Path) -> None:
 
 
 def test_wrong_likelihood_for_the_data_is_refused(tmp_path: Path) -> None:
-    result = aevb("train", "--data", "digits-grey", "--out", tmp_path / "r", check=False)
+    result = aevb("train", "--likelihood", "bernoulli", "--out", tmp_path / "r", check=False)
     _fails_cleanly(result, "binarize the data (--binarize 0.5)")
     assert not (tmp_path / "r").exists()
-    aevb("train", "--data", "digits-grey", "--binarize", "0.5", "--out", tmp_path / "ok", *SMALL)
+    binary = ["--likelihood", "bernoulli", "--binarize", "0.5"]
+    aevb("train", *binary, "--out", tmp_path / "ok", *SMALL)
 
 
 def test_corrupt_or_missing_checkpoints_are_reported(run_dir: Path, tmp_path: Path) -> None:

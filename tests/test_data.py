@@ -75,8 +75,8 @@ def test_npy_npz_csv_and_amat(tmp_path: Path) -> None:
 
 
 def test_named_digits() -> None:
-    digits = load_dataset("digits")
-    grey = load_dataset("digits-grey")
+    digits = load_dataset("digits-binary")
+    grey = load_dataset("digits")
     assert digits.x.shape == (1797, 64) and digits.image_shape == (8, 8)
     assert set(digits.x.unique().tolist()) == {0.0, 1.0}
     assert grey.x.min() == 0 and grey.x.max() == 1 and len(grey.x.unique()) == 17
@@ -85,7 +85,7 @@ def test_named_digits() -> None:
 
 
 def test_binarize_option() -> None:
-    assert torch.equal(load_dataset("digits-grey", binarize=0.5).x, load_dataset("digits").x)
+    assert torch.equal(load_dataset("digits", binarize=0.5).x, load_dataset("digits-binary").x)
 
 
 def test_bad_files_get_clear_errors(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from aevb.checkpoint import load_tensors
 
 @pytest.fixture(scope="module")
 def digits():
-    train, valid, _ = split(load_dataset("digits"), (0.15, 0.0), seed=0)
+    train, valid, _ = split(load_dataset("digits-binary"), (0.15, 0.0), seed=0)
     return train.x, valid.x
 
 

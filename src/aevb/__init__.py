@@ -24,7 +24,7 @@ from .networks import MLP
 from .objectives import ELBOTerms, elbo, linear_warmup
 from .priors import LearnedNormalPrior, StandardNormalPrior
 from .runs import Run, load_run, train_run
-from .train import Trainer
+from .train import LatentSnapshots, Trainer
 
 __all__ = [
     "MLP",
@@ -39,6 +39,7 @@ __all__ = [
     "Dataset",
     "ELBOTerms",
     "LaplaceHead",
+    "LatentSnapshots",
     "LearnedNormalPrior",
     "NormalHead",
     "Run",

@@ -1,4 +1,4 @@
-"""The ``aevb`` command: train, sample, encode and reconstruct.
+"""The ``aevb`` command: train, sample, encode, reconstruct and plot.
 
 Every option of ``aevb train`` is also a key of the TOML config (``--latent-dim 8`` is
 ``[model] latent_dim = 8``); flags override the file, the file overrides the defaults.
@@ -22,7 +22,8 @@ from .config import SECTIONS, RunConfig, load_config, override
 from .data import NAMED_DATASETS, load_dataset
 from .errors import AevbError, DataError
 from .plots import interleave, save_image_grid, to_unit_range
-from .runs import Run, load_run, train_run
+from .report import FIGURES, draw_figures, write_report
+from .runs import Run, load_run, load_run_data, train_run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,6 +106,23 @@ def _reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    run = load_run(args.run)
+    if args.data:
+        data = load_dataset(args.data, binarize=run.config.data.binarize)
+    else:
+        train, _, test = load_run_data(run.config)
+        data = test if len(test) else train
+    run.model.check_data(data.x)
+    what = args.what.split(",") if args.what else None
+    figures = draw_figures(run, data, what=what, method=args.method)
+    report = write_report(run)
+    for name, path in figures.items():
+        print(f"{name:>17}: {path}")
+    print(f"report: {report}")
+    return 0
+
+
 def _run_input(run: Run, source: str | None) -> torch.Tensor:
     """The data to encode: ``source``, or the run's own data; checked against the model."""
     data = run.config.data
@@ -170,6 +188,12 @@ def _parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--data", help="data file or name (default: the run's data)")
     reconstruct.add_argument("--num", type=int, default=32, help="number of examples")
     reconstruct.add_argument("--out", type=Path, help=".png, .npy or .csv")
+    plot = commands.add_parser("plot", help="draw a run's figures and rewrite its report.html")
+    plot.set_defaults(command=_plot)
+    plot.add_argument("run", type=Path, help="run folder")
+    plot.add_argument("--what", help=f"comma-separated, from: {', '.join(FIGURES)} (default: all)")
+    plot.add_argument("--data", help="data file or name (default: the run's test split)")
+    plot.add_argument("--method", choices=("pca", "tsne"), default="pca", help="above 2-D")
     return parser
 
 

@@ -10,7 +10,7 @@ A config file has three sections and a seed, e.g.::
     [data]
     source = "digits"
     [model]
-    likelihood = "bernoulli"
+    likelihood = "continuous-bernoulli"
     latent_dim = 2
     hidden_dims = [200, 200]
     [train]
@@ -67,7 +67,7 @@ class DataConfig:
 class ModelConfig:
     """An MLP encoder and decoder with heads; ``likelihood`` names the decoder's head."""
 
-    likelihood: str = "bernoulli"
+    likelihood: str = "continuous-bernoulli"
     latent_dim: int = 2
     hidden_dims: tuple[int, ...] = (200, 200)
     activation: str = "relu"
@@ -87,12 +87,13 @@ class TrainConfig:
     optimizer: str = "adam"
     patience: int | None = 20
     beta: float = 1.0
-    kl_warmup_epochs: int = 0
+    kl_warmup_epochs: int = 30
     free_bits: float = 0.0
     num_samples: int = 1
     analytic_kl: bool = True
     stl: bool = False
     clip_grad_norm: float | None = None
+    snapshot_every: int = 50
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,14 @@ def _check_ranges(config: Any, where: str) -> None:
     for key in positive:
         if hasattr(config, key) and not getattr(config, key) > 0:
             raise ConfigError(f"{where}: {key} must be positive, got {getattr(config, key)}")
-    nonnegative = ("beta", "free_bits", "kl_warmup_epochs", "valid_fraction", "test_fraction")
+    nonnegative = (
+        "beta",
+        "free_bits",
+        "kl_warmup_epochs",
+        "valid_fraction",
+        "test_fraction",
+        "snapshot_every",
+    )
     for key in nonnegative:
         if hasattr(config, key) and getattr(config, key) < 0:
             raise ConfigError(f"{where}: {key} must be >= 0, got {getattr(config, key)}")

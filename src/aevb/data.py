@@ -3,8 +3,8 @@
 Formats: ``.npy``, ``.npz``, CSV, MNIST IDX (``*-ubyte`` / ``*-ubyte.gz``) and Larochelle's
 ``.amat`` text. Named datasets ship with a package and need no network:
 
-- ``digits``: scikit-learn's 1,797 8x8 handwritten digits, binarized at half intensity;
-- ``digits-grey``: the same, grey levels scaled to [0, 1].
+- ``digits``: scikit-learn's 1,797 8x8 handwritten digits, grey levels scaled to [0, 1];
+- ``digits-binary``: the same, binarized at half intensity.
 
 Every loader returns a :class:`Dataset` with ``x`` of shape ``(n, data_dim)`` (images are
 flattened; ``image_shape`` remembers how to show them).
@@ -23,7 +23,7 @@ import torch
 
 from .errors import DataError
 
-NAMED_DATASETS = ("digits", "digits-grey")
+NAMED_DATASETS = ("digits", "digits-binary")
 
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -58,7 +58,7 @@ def load_dataset(source: str | Path, *, binarize: float | None = None) -> Datase
     """
     name = str(source)
     if name in NAMED_DATASETS:
-        dataset = _load_digits(binary=name == "digits")
+        dataset = _load_digits(binary=name == "digits-binary")
     else:
         path, key = name.rsplit(":", 1) if ".npz:" in name else (name, None)
         array = load_array(Path(path), key=key)
@@ -178,7 +178,7 @@ def _load_digits(*, binary: bool) -> Dataset:
     if binary:
         x = (x >= 0.5).to(torch.float32)
     y = torch.as_tensor(digits.target, dtype=torch.long)
-    name = "digits" if binary else "digits-grey"
+    name = "digits-binary" if binary else "digits"
     return Dataset(x=x, y=y, image_shape=(8, 8), name=name)
 
 

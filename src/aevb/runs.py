@@ -2,7 +2,8 @@
 
 A run folder holds ``config.json`` (the validated config: ``aevb train --config`` accepts it),
 ``run.json`` (data facts and final metrics), the checkpoints and ``metrics.jsonl`` written by
-:class:`aevb.Trainer`, and ``samples.png`` / ``reconstructions.png`` for image data.
+:class:`aevb.Trainer`, ``snapshots.safetensors`` (posterior means during training), the
+figures of :mod:`aevb.report` and ``report.html``.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from typing import Any
 import torch
 
 from . import __version__
-from .checkpoint import load_json, load_weights, save_json
+from .checkpoint import load_json, load_tensors, load_weights, save_json, save_tensors
 from .config import RunConfig, build_model, build_trainer, config_from_dict, config_to_dict
 from .data import Dataset, load_dataset, split
 from .errors import CheckpointError, ConfigError
 from .evaluation import evaluate
 from .model import VAE
-from .plots import interleave, save_image_grid, to_unit_range
+from .report import SNAPSHOTS, draw_figures, write_report
+from .train import LatentSnapshots
+
+SNAPSHOT_POINTS = 500  # examples whose posterior means are recorded during training
 
 
 @dataclass
@@ -82,14 +86,42 @@ def train_run(
     }
     save_json(facts, out / "run.json")
     trainer = build_trainer(config, model, out, progress=progress)
+    snapshot_data = valid if len(valid) else train
+    snapshots = _snapshots(config, snapshot_data, out, resume)
+    if snapshots is not None:
+        trainer.callbacks.append(snapshots)
     trainer.fit(train.x, valid.x if len(valid) else None, resume=resume)
+    if snapshots is not None:
+        snapshots.record(model, trainer.step)
+        snapshots.save(out / SNAPSHOTS)
+        _add_labels(out / SNAPSHOTS, snapshots, snapshot_data)
     if len(test):
         facts.update({f"test_{k}": v for k, v in evaluate(model, test.x).items()})
     facts["epochs_trained"] = trainer.epoch
     save_json(facts, out / "run.json")
     run = Run(out, config, model, train.image_shape, facts)
-    write_figures(run, test if len(test) else train)
+    draw_figures(run, test if len(test) else train)
+    write_report(run)
     return run
+
+
+def _snapshots(config: RunConfig, data: Dataset, out: Path, resume: bool) -> LatentSnapshots | None:
+    every = config.train.snapshot_every
+    if every == 0:
+        return None
+    snapshots = LatentSnapshots(data.x[:SNAPSHOT_POINTS], every)
+    if resume and (out / SNAPSHOTS).exists():
+        snapshots.load(out / SNAPSHOTS)
+    return snapshots
+
+
+def _add_labels(path: Path, snapshots: LatentSnapshots, data: Dataset) -> None:
+    """Store the labels of the snapshot examples beside their means (for colouring)."""
+    if data.y is None:
+        return
+    tensors = load_tensors(path)
+    tensors["labels"] = data.y[: snapshots.x.shape[0]].contiguous()
+    save_tensors(tensors, path)
 
 
 def load_run(path: str | Path, *, checkpoint: str = "model.safetensors") -> Run:
@@ -104,23 +136,6 @@ def load_run(path: str | Path, *, checkpoint: str = "model.safetensors") -> Run:
     model.eval()
     shape = tuple(facts["image_shape"]) if facts.get("image_shape") else None
     return Run(path, config, model, shape, facts)
-
-
-def write_figures(run: Run, data: Dataset, *, num_images: int = 64, seed: int = 0) -> list[Path]:
-    """Save ``samples.png`` (means of p(x|z), z ~ p(z)) and ``reconstructions.png``
-    (inputs beside the means of p(x|E_q[z])) for image data; nothing for other data."""
-    if run.image_shape is None or len(run.image_shape) != 2:
-        return []
-    torch.manual_seed(seed)
-    samples = run.model.sample(num_images, mean=True)
-    inputs = data.x[: num_images // 2]
-    pairs = interleave(inputs, run.model.reconstruct(inputs))
-    return [
-        save_image_grid(to_unit_range(samples), run.image_shape, run.path / "samples.png"),
-        save_image_grid(
-            to_unit_range(pairs), run.image_shape, run.path / "reconstructions.png", num_columns=8
-        ),
-    ]
 
 
 def _read_config(path: Path) -> RunConfig:

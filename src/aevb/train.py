@@ -18,7 +18,7 @@ import copy
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from .checkpoint import (
     save_weights,
 )
 from .errors import TrainingDiverged
-from .evaluation import device_of, evaluate
+from .evaluation import device_of, encode_means, evaluate
 from .model import VAE
 from .objectives import ELBOTerms, elbo, linear_warmup
 
@@ -63,6 +63,8 @@ class Trainer:
         seed: seeds parameter-free randomness (shuffling, z samples) for reproducible runs.
         run_dir: folder for checkpoints and metrics (``None``: keep nothing on disk).
         progress: show a live bar with the batch ELBO and KL, and one line per epoch.
+        callbacks: called as ``callback(trainer)`` when ``fit`` starts and after every
+            optimizer step (e.g. :class:`LatentSnapshots`).
 
     Example:
         >>> trainer = Trainer(model, lr=1e-3, max_epochs=50, patience=5)  # doctest: +SKIP
@@ -87,6 +89,7 @@ class Trainer:
         run_dir: str | Path | None = None,
         progress: bool = True,
         eval_batch_size: int = 1000,
+        callbacks: Sequence[Callable[[Trainer], None]] = (),
     ) -> None:
         if batch_size < 1 or max_epochs < 0 or lr <= 0:
             raise ValueError("batch_size and max_epochs must be positive and lr > 0")
@@ -95,7 +98,7 @@ class Trainer:
         self.lr_decay, self.batch_size, self.max_epochs = lr_decay, batch_size, max_epochs
         self.patience, self.beta, self.kl_warmup_epochs = patience, beta, kl_warmup_epochs
         self.clip_grad_norm, self.seed, self.progress = clip_grad_norm, seed, progress
-        self.eval_batch_size = eval_batch_size
+        self.eval_batch_size, self.callbacks = eval_batch_size, list(callbacks)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.epoch = self.step = self.bad_epochs = 0
         self.best_valid = -math.inf
@@ -133,6 +136,8 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         steps_per_epoch = math.ceil(train.shape[0] / self.batch_size)
         warmup_steps = self.kl_warmup_epochs * steps_per_epoch
+        for callback in self.callbacks:
+            callback(self)
         while self.epoch < self.max_epochs and not self._should_stop(valid):
             start = time.perf_counter()
             record = self._train_epoch(train, warmup_steps, steps_per_epoch)
@@ -174,6 +179,8 @@ class Trainer:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
             self.optimizer.step()
             self.step += 1
+            for callback in self.callbacks:
+                callback(self)
             with torch.no_grad():
                 terms_seen.append(torch.stack([terms.elbo, terms.log_px_z, terms.kl]))
             bar.update()
@@ -275,3 +282,44 @@ class Trainer:
 
 def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}_{k}": v for k, v in values.items()}
+
+
+class LatentSnapshots:
+    """Posterior means E_q[z|x] of fixed data every ``every`` steps: a training callback.
+
+    Shows how q(z|x) moves from the prior blob to separated clusters during training
+    (seed 003); :func:`aevb.plots.animate_latent` turns the snapshots into a GIF.
+
+    Args:
+        x: ``(n, *event)`` data to encode at each snapshot (a few hundred examples suffice).
+        every: steps between snapshots; the state at the start of ``fit`` is the first one.
+    """
+
+    def __init__(self, x: torch.Tensor, every: int = 50) -> None:
+        if every < 1:
+            raise ValueError(f"LatentSnapshots needs every >= 1, got {every}")
+        self.x, self.every = x, every
+        self.steps: list[int] = []
+        self.means: list[torch.Tensor] = []
+
+    def __call__(self, trainer: Trainer) -> None:
+        if trainer.step % self.every == 0:
+            self.record(trainer.model, trainer.step)
+
+    def record(self, model: VAE, step: int) -> None:
+        """Add the means of ``model`` at ``step`` (once per step)."""
+        if self.steps and self.steps[-1] == step:
+            return
+        self.steps.append(step)
+        self.means.append(encode_means(model, self.x))
+
+    def save(self, path: str | Path) -> None:
+        """Write ``means (num_snapshots, n, latent_dim)`` and ``steps`` to safetensors."""
+        save_tensors({"means": torch.stack(self.means), "steps": torch.tensor(self.steps)}, path)
+
+    def load(self, path: str | Path) -> LatentSnapshots:
+        """Continue from snapshots saved by :meth:`save` (when resuming a run)."""
+        tensors = load_tensors(path)
+        self.means = list(tensors["means"].unbind(0))
+        self.steps = tensors["steps"].tolist()
+        return self
