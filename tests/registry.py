@@ -17,13 +17,16 @@ from scipy import special, stats
 from torch import nn
 
 from aevb import (
+    MLP,
     BernoulliHead,
     CategoricalHead,
     ContinuousBernoulliHead,
     LaplaceHead,
     LearnedNormalPrior,
+    MixturePrior,
     NormalHead,
     StandardNormalPrior,
+    VampPrior,
 )
 
 Array = np.ndarray
@@ -135,12 +138,72 @@ HEADS = [
     ),
 ]
 
-PRIORS: list[Callable[[int], nn.Module]] = [StandardNormalPrior, LearnedNormalPrior]
-
 
 def perturbed(prior: nn.Module) -> nn.Module:
-    """Move a learnable prior away from N(0, I) so tests see non-trivial parameters."""
+    """Move a learnable prior away from its initialization so tests see non-trivial values."""
     with torch.no_grad():
         for parameter in prior.parameters():
             parameter.add_(0.5 * torch.randn_like(parameter))
     return prior
+
+
+def _mixture_moments(weights: Array, locs: Array, scales: Array) -> tuple[Array, Array]:
+    """Mean and covariance of sum_k w_k N(loc_k, diag scale_k^2)."""
+    mean = weights @ locs
+    second = sum(
+        w * (np.diag(s**2) + np.outer(m, m)) for w, m, s in zip(weights, locs, scales, strict=True)
+    )
+    return mean, second - np.outer(mean, mean)
+
+
+def _normal_parts(prior: nn.Module):
+    pz = prior()
+    loc, scale = pz.mean.detach().double().numpy(), pz.stddev.detach().double().numpy()
+    return np.ones(1), loc[None], scale[None]
+
+
+def _mixture_parts(prior: nn.Module):
+    weights = torch.softmax(prior.logits, 0).detach().double().numpy()
+    scale = softplus(prior.raw_scale.detach().double().numpy()) + prior.min_scale
+    return weights, prior.loc.detach().double().numpy(), scale
+
+
+def _vamp_parts(prior: nn.Module):
+    encoder = prior._encoder[0]
+    hidden = np.maximum(affine(encoder[0][0], prior.pseudo_inputs), 0.0)  # MLP: Linear, ReLU
+    head = encoder[1]
+    loc = hidden @ head.loc.weight.detach().double().numpy().T + head.loc.bias.detach().numpy()
+    raw = hidden @ head.raw_scale.weight.detach().double().numpy().T
+    scale = softplus(raw + head.raw_scale.bias.detach().numpy()) + head.min_scale
+    return np.full(len(loc), 1.0 / len(loc)), loc, scale
+
+
+def _vamp(latent_dim: int) -> nn.Module:
+    encoder = nn.Sequential(MLP(6, (8,)), NormalHead(8, latent_dim))
+    return VampPrior(encoder, 6, num_components=5, init=torch.randn(5, 6))
+
+
+@dataclass(frozen=True)
+class PriorCase:
+    name: str
+    make: Callable[[int], nn.Module]
+    # prior -> (weights (K,), locs (K, D), scales (K, D)): every prior here is a mixture of
+    # diagonal Gaussians (K = 1 for the normal priors), read from its parameters with numpy.
+    parts: Callable[[nn.Module], tuple[Array, Array, Array]]
+    closed_form_kl: bool
+
+    def reference_log_prob(self, prior: nn.Module, z: Array) -> Array:
+        weights, locs, scales = self.parts(prior)
+        per_component = stats.norm.logpdf(z[:, None, :], locs, scales).sum(-1)  # (n, K)
+        return special.logsumexp(per_component + np.log(weights), axis=1)
+
+    def reference_moments(self, prior: nn.Module) -> tuple[Array, Array]:
+        return _mixture_moments(*self.parts(prior))
+
+
+PRIORS = [
+    PriorCase("standard-normal", StandardNormalPrior, _normal_parts, True),
+    PriorCase("learned-normal", LearnedNormalPrior, _normal_parts, True),
+    PriorCase("mixture", functools.partial(MixturePrior, num_components=4), _mixture_parts, False),
+    PriorCase("vamp", _vamp, _vamp_parts, False),
+]

@@ -10,7 +10,17 @@ from .checkpoint import load_weights, save_weights
 from .data import Dataset, load_dataset, split
 from .distributions import ValueCategorical, detach
 from .errors import AevbError, CheckpointError, ConfigError, DataError, TrainingDiverged
-from .evaluation import active_units, encode_means, evaluate, kl_per_dimension
+from .evaluation import (
+    LogPx,
+    Surgery,
+    active_units,
+    bits_per_dim,
+    elbo_surgery,
+    encode_means,
+    evaluate,
+    kl_per_dimension,
+    log_px,
+)
 from .heads import (
     BernoulliHead,
     CategoricalHead,
@@ -21,8 +31,8 @@ from .heads import (
 from .kl import has_closed_form, kl, kl_per_dim
 from .model import VAE, mlp_vae
 from .networks import MLP
-from .objectives import ELBOTerms, elbo, linear_warmup
-from .priors import LearnedNormalPrior, StandardNormalPrior
+from .objectives import ELBOTerms, elbo, iwae_bound, linear_warmup
+from .priors import LearnedNormalPrior, MixturePrior, StandardNormalPrior, VampPrior
 from .runs import Run, load_run, train_run
 from .train import LatentSnapshots, Trainer
 
@@ -41,18 +51,25 @@ __all__ = [
     "LaplaceHead",
     "LatentSnapshots",
     "LearnedNormalPrior",
+    "LogPx",
+    "MixturePrior",
     "NormalHead",
     "Run",
     "StandardNormalPrior",
+    "Surgery",
     "Trainer",
     "TrainingDiverged",
     "ValueCategorical",
+    "VampPrior",
     "active_units",
+    "bits_per_dim",
     "detach",
     "elbo",
+    "elbo_surgery",
     "encode_means",
     "evaluate",
     "has_closed_form",
+    "iwae_bound",
     "kl",
     "kl_per_dim",
     "kl_per_dimension",
@@ -60,6 +77,7 @@ __all__ = [
     "load_dataset",
     "load_run",
     "load_weights",
+    "log_px",
     "mlp_vae",
     "save_weights",
     "split",
