@@ -1,10 +1,12 @@
 """Data: loaders returning tensors, splitting, and checks that fail early with a fix.
 
 Formats: ``.npy``, ``.npz``, CSV, MNIST IDX (``*-ubyte`` / ``*-ubyte.gz``) and Larochelle's
-``.amat`` text. Named datasets ship with a package and need no network:
+``.amat`` text. Named datasets (see :mod:`aevb.datasets`):
 
 - ``digits``: scikit-learn's 1,797 8x8 handwritten digits, grey levels scaled to [0, 1];
-- ``digits-binary``: the same, binarized at half intensity.
+- ``digits-binary``: the same, binarized at half intensity;
+- ``binarized-mnist`` (or ``binarized-mnist:PATH``): the statically binarized MNIST benchmark
+  with its fixed train/valid/test split, from a folder, the cache, or downloaded once.
 
 Every loader returns a :class:`Dataset` with ``x`` of shape ``(n, data_dim)`` (images are
 flattened; ``image_shape`` remembers how to show them).
@@ -21,28 +23,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .datasets import load_binarized_mnist, load_digits
 from .errors import DataError
 
-NAMED_DATASETS = ("digits", "digits-binary")
+NAMED_DATASETS = ("digits", "digits-binary", "binarized-mnist")
 
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Examples ``x (n, data_dim)``, optional labels ``y (n,)``, and how to show an example."""
+    """Examples ``x (n, data_dim)``, optional labels ``y (n,)`` (-1: unknown), how to show an
+    example, and ``splits``: sizes of a predefined (train, valid, test) split, rows in order."""
 
     x: torch.Tensor
     y: torch.Tensor | None = None
     image_shape: tuple[int, ...] | None = None
     name: str = "data"
+    splits: tuple[int, int, int] | None = None
 
     def __len__(self) -> int:
         return self.x.shape[0]
 
     def __getitem__(self, index: torch.Tensor | slice) -> Dataset:
         y = None if self.y is None else self.y[index]
-        return replace(self, x=self.x[index], y=y)
+        return replace(self, x=self.x[index], y=y, splits=None)
 
 
 def load_dataset(source: str | Path, *, binarize: float | None = None) -> Dataset:
@@ -57,8 +62,13 @@ def load_dataset(source: str | Path, *, binarize: float | None = None) -> Datase
         DataError: missing file, unknown format, wrong shape, NaN or infinite values.
     """
     name = str(source)
-    if name in NAMED_DATASETS:
-        dataset = _load_digits(binary=name == "digits-binary")
+    if name in ("digits", "digits-binary"):
+        x, y = load_digits(binary=name == "digits-binary")
+        dataset = Dataset(x=x, y=y, image_shape=(8, 8), name=name)
+    elif name == "binarized-mnist" or name.startswith("binarized-mnist:"):
+        path = name.partition(":")[2] or None
+        x, labels, sizes = load_binarized_mnist(path)
+        dataset = Dataset(x, labels, (28, 28), "binarized-mnist", splits=sizes)
     else:
         path, key = name.rsplit(":", 1) if ".npz:" in name else (name, None)
         array = load_array(Path(path), key=key)
@@ -170,18 +180,6 @@ def _square(data_dim: int) -> tuple[int, int] | None:
     return (side, side) if side * side == data_dim and side > 1 else None
 
 
-def _load_digits(*, binary: bool) -> Dataset:
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    x = torch.as_tensor(digits.data, dtype=torch.float32) / 16.0  # counts 0..16 -> [0, 1]
-    if binary:
-        x = (x >= 0.5).to(torch.float32)
-    y = torch.as_tensor(digits.target, dtype=torch.long)
-    name = "digits-binary" if binary else "digits"
-    return Dataset(x=x, y=y, image_shape=(8, 8), name=name)
-
-
 def check_finite(x: torch.Tensor, name: str = "data") -> None:
     """Raise :class:`DataError` naming the rows with NaN or infinite entries."""
     if bool(torch.isfinite(x.sum())):
@@ -202,9 +200,20 @@ def split(
 ) -> tuple[Dataset, Dataset, Dataset]:
     """Shuffle with ``seed`` and cut into train, valid and test parts.
 
+    A dataset with a predefined split (``dataset.splits``, e.g. binarized MNIST) keeps it:
+    ``fractions`` and ``seed`` are then not used.
+
     Args:
         fractions: ``(valid_fraction, test_fraction)``; the rest is training data.
     """
+    if dataset.splits is not None:
+        num_train, num_valid, _ = dataset.splits
+        rows = torch.arange(len(dataset))
+        return (
+            dataset[rows[:num_train]],
+            dataset[rows[num_train : num_train + num_valid]],
+            dataset[rows[num_train + num_valid :]],
+        )
     valid_fraction, test_fraction = fractions
     if valid_fraction < 0 or test_fraction < 0 or valid_fraction + test_fraction >= 1:
         raise DataError(f"valid and test fractions must be >= 0 and sum to < 1, got {fractions}")

@@ -73,8 +73,8 @@ def draw_figures(
         raise ConfigError(f"unknown figures {sorted(unknown)}; choose from {', '.join(FIGURES)}")
     model, folder, shape = run.model, Path(run.path), run.image_shape
     images = shape is not None and len(shape) == 2
-    x = data.x[:max_points]
-    labels = data.y[:max_points] if data.y is not None else None
+    data = spread_subset(data, max_points, seed)
+    x, labels = data.x, data.y
     path = {name: folder / FIGURES[name][0] for name in FIGURES}
     drawn: dict[str, Path] = {}
     torch.manual_seed(seed)
@@ -113,6 +113,14 @@ def draw_figures(
         activity, _ = active_units(model, x)
         drawn["kl"] = plot_kl_per_dimension(kl_per_dimension(model, x), activity, path["kl"])
     return drawn
+
+
+def spread_subset(data: Dataset, size: int, seed: int = 0) -> Dataset:
+    """At most ``size`` rows drawn at random (seeded): files sorted by class stay mixed."""
+    if len(data) <= size:
+        return data
+    rows = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:size]
+    return data[rows.sort().values]
 
 
 def write_report(run: Any, *, title: str | None = None) -> Path:

@@ -22,7 +22,7 @@ from .data import Dataset, load_dataset, split
 from .errors import CheckpointError, ConfigError
 from .evaluation import evaluate
 from .model import VAE
-from .report import SNAPSHOTS, draw_figures, write_report
+from .report import SNAPSHOTS, draw_figures, spread_subset, write_report
 from .train import LatentSnapshots
 
 SNAPSHOT_POINTS = 500  # examples whose posterior means are recorded during training
@@ -86,7 +86,7 @@ def train_run(
     }
     save_json(facts, out / "run.json")
     trainer = build_trainer(config, model, out, progress=progress)
-    snapshot_data = valid if len(valid) else train
+    snapshot_data = spread_subset(valid if len(valid) else train, SNAPSHOT_POINTS)
     snapshots = _snapshots(config, snapshot_data, out, resume)
     if snapshots is not None:
         trainer.callbacks.append(snapshots)
@@ -109,7 +109,7 @@ def _snapshots(config: RunConfig, data: Dataset, out: Path, resume: bool) -> Lat
     every = config.train.snapshot_every
     if every == 0:
         return None
-    snapshots = LatentSnapshots(data.x[:SNAPSHOT_POINTS], every)
+    snapshots = LatentSnapshots(data.x, every)
     if resume and (out / SNAPSHOTS).exists():
         snapshots.load(out / SNAPSHOTS)
     return snapshots

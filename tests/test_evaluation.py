@@ -1,0 +1,183 @@
+"""log p(x), the IWAE bound and ELBO surgery on probabilistic PCA, whose answers are exact."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from ppca import PPCA, LinearGaussianEncoder
+
+from aevb import active_units, elbo, elbo_surgery, iwae_bound, log_px
+
+
+@pytest.fixture
+def ppca(float64) -> PPCA:
+    return PPCA(data_dim=5, latent_dim=2, noise=0.5, seed=0)
+
+
+def _poor_model(ppca: PPCA):
+    """The exact posterior's encoder, perturbed: a q(z|x) like a trained amortized one."""
+    torch.manual_seed(3)
+    model = ppca.model(ppca.exact_encoder())
+    with torch.no_grad():
+        for parameter in model.encoder.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    return model
+
+
+def test_importance_sampling_converges_to_the_exact_log_px(ppca: PPCA) -> None:
+    x = ppca.sample(8)
+    model, exact = _poor_model(ppca), ppca.log_px(x)
+    errors = []
+    for k in (1, 10, 100, 1000, 20_000):
+        estimate = log_px(model, x, k, batch_size=4, max_rows=4096)
+        errors.append(np.abs(estimate.log_px.numpy() - exact).mean())
+        assert estimate.log_px.shape == (8,) and estimate.k == k
+    assert errors[-1] < errors[0] / 10 and errors[-1] < 0.02
+    # At large k the estimate is within 3 of its own standard errors of the truth.
+    assert (np.abs(estimate.log_px.numpy() - exact) < 3 * estimate.stderr.numpy() + 1e-3).all()
+
+
+def test_standard_error_matches_the_spread_of_repeated_estimates(ppca: PPCA) -> None:
+    x = ppca.sample(3)
+    model = _poor_model(ppca)
+    runs = [log_px(model, x, 200) for _ in range(150)]
+    spread = torch.stack([run.log_px for run in runs]).std(0)
+    reported = torch.stack([run.stderr for run in runs]).mean(0)
+    assert ((reported / spread) > 0.7).all() and ((reported / spread) < 1.4).all()
+
+
+def test_exact_posterior_gives_log_px_with_zero_error(ppca: PPCA) -> None:
+    x = ppca.sample(6)
+    estimate = log_px(ppca.model(ppca.exact_encoder()), x, 50)
+    np.testing.assert_allclose(estimate.log_px.numpy(), ppca.log_px(x), rtol=1e-10)
+    assert estimate.stderr.abs().max() < 1e-6
+
+
+def test_chunked_estimate_equals_a_direct_logsumexp(ppca: PPCA) -> None:
+    x = ppca.sample(5)
+    model = _poor_model(ppca)
+    torch.manual_seed(11)
+    estimate = log_px(model, x, 300, batch_size=5, max_rows=10**6)  # one chunk
+    torch.manual_seed(11)
+    qz = model.encode(x)
+    z = qz.sample((300,))
+    log_w = model.decode(z).log_prob(x) + model.prior().log_prob(z) - qz.log_prob(z)
+    direct = torch.logsumexp(log_w, 0) - math.log(300)
+    torch.testing.assert_close(estimate.log_px, direct.detach())
+
+
+def _expected_bound(model, x, k: int, repeats: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    values = torch.stack([iwae_bound(model, x, k=k).elbo.detach() for _ in range(repeats)])
+    return values.mean(0).numpy(), (values.std(0) / math.sqrt(repeats)).numpy()
+
+
+def test_elbo_below_iwae_below_log_px_and_rising_with_k(ppca: PPCA) -> None:
+    x = ppca.sample(4)
+    model = _poor_model(ppca)
+    qz = model.encode(x)
+    closed_elbo = ppca.closed_form_elbo(x, qz.mean.detach().numpy(), qz.stddev.detach().numpy())
+    bounds = {k: _expected_bound(model, x, k) for k in (1, 5, 50)}
+    assert (np.abs(bounds[1][0] - closed_elbo) < 4 * bounds[1][1]).all()  # IWAE_1 = ELBO
+    for low, high in ((1, 5), (5, 50)):
+        gap = bounds[high][0] - bounds[low][0]
+        assert (gap > -3 * np.hypot(bounds[low][1], bounds[high][1])).all()
+        assert gap.mean() > 0
+    assert (bounds[50][0] < ppca.log_px(x) + 3 * bounds[50][1]).all()
+
+
+def test_iwae_with_one_sample_is_the_monte_carlo_elbo(ppca: PPCA) -> None:
+    x = ppca.sample(5)
+    model = _poor_model(ppca)
+    torch.manual_seed(5)
+    iwae = iwae_bound(model, x, k=1)
+    torch.manual_seed(5)
+    plain = elbo(model, x, analytic_kl=False)
+    torch.testing.assert_close(iwae.elbo, plain.elbo.detach())
+    torch.testing.assert_close(iwae.surrogate, plain.surrogate)
+
+
+def _encoder_grads(model, x, repeats: int, **options) -> torch.Tensor:
+    grads = []
+    for seed in range(repeats):
+        torch.manual_seed(seed)
+        model.zero_grad()
+        iwae_bound(model, x, **options).loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.encoder.parameters()]))
+    return torch.stack(grads)
+
+
+def test_dreg_gradient_is_unbiased_with_lower_variance(ppca: PPCA) -> None:
+    x = ppca.sample(6)
+    model = _poor_model(ppca)
+    standard = _encoder_grads(model, x, 400, k=16)
+    dreg = _encoder_grads(model, x, 400, k=16, gradient="dreg")
+    stderr = (standard.var(0) / 400 + dreg.var(0) / 400).sqrt()
+    assert ((standard.mean(0) - dreg.mean(0)).abs() < 5 * stderr + 1e-9).all()
+    assert dreg.var(0).sum() < 0.5 * standard.var(0).sum()
+
+
+def test_dreg_matches_its_definition_computed_by_hand(ppca: PPCA) -> None:
+    """DReG's encoder gradient: sum_i w~_i^2 d log w_i / dz_i dz_i / dphi (Tucker et al. 2019)."""
+    x = ppca.sample(3)
+    model = _poor_model(ppca)
+    torch.manual_seed(0)
+    model.zero_grad()
+    iwae_bound(model, x, k=4, gradient="dreg").loss.backward()
+    fast = torch.cat([p.grad.flatten() for p in model.encoder.parameters()])
+
+    torch.manual_seed(0)
+    model.zero_grad()
+    qz = model.encode(x)
+    z = qz.rsample((4,))
+    frozen = torch.distributions.Independent(
+        torch.distributions.Normal(qz.mean.detach(), qz.stddev.detach()), 1
+    )
+    log_w = model.decode(z).log_prob(x) + model.prior().log_prob(z) - frozen.log_prob(z)
+    weights = torch.softmax(log_w.detach(), 0)
+    (-(weights**2 * log_w).sum(0).mean()).backward()
+    by_hand = torch.cat([p.grad.flatten() for p in model.encoder.parameters()])
+    torch.testing.assert_close(fast, by_hand)
+
+
+def test_surgery_terms_add_up_and_match_the_closed_form_mutual_information(ppca: PPCA) -> None:
+    x = ppca.sample(4000)
+    model = ppca.model(ppca.exact_encoder())
+    surgery = elbo_surgery(model, x, num_samples=2)
+    assert surgery.mutual_info + surgery.marginal_kl == pytest.approx(surgery.average_kl, abs=1e-12)
+    # With the exact posterior, q(z) = p(z) and I[x; z] = -1/2 log det(sigma^2 M^-1).
+    _, cov = ppca.posterior(x[:1])
+    exact_mi = -0.5 * np.linalg.slogdet(cov)[1]
+    assert surgery.mutual_info == pytest.approx(exact_mi, abs=0.03 + 3 * surgery.stderr)
+    assert abs(surgery.marginal_kl) < 0.05
+    # The average KL is the closed-form expectation of KL(p(z|x) || p(z)) over the data.
+    assert surgery.average_kl == pytest.approx(exact_mi, abs=0.05)
+
+
+def test_surgery_against_loops_over_the_aggregate_posterior(ppca: PPCA) -> None:
+    x = ppca.sample(30)
+    model = _poor_model(ppca)
+    torch.manual_seed(2)
+    surgery = elbo_surgery(model, x, num_samples=3, max_elements=50)  # many small blocks
+    torch.manual_seed(2)
+    with torch.no_grad():
+        qz = model.encode(x)
+    z = qz.sample((3,))
+    total = 0.0
+    for s in range(3):
+        for n in range(30):
+            log_q_each = [qz.log_prob(z[s, n])[m] for m in range(30)]  # q(z|x_m) for every m
+            log_aggregate = torch.logsumexp(torch.stack(log_q_each), 0) - math.log(30)
+            total += float(qz.log_prob(z[s, n])[n] - log_aggregate)
+    assert surgery.mutual_info == pytest.approx(total / 90, rel=1e-10)
+    assert surgery.mutual_info <= math.log(30)
+
+
+def test_active_units_see_a_collapsed_dimension(ppca: PPCA) -> None:
+    model = ppca.model(ppca.exact_encoder())
+    with torch.no_grad():
+        model.encoder.A[1].zero_()  # the second code no longer depends on x: collapsed
+    activity, active = active_units(model, ppca.sample(500))
+    assert active.tolist() == [True, False] and activity[1] == 0
