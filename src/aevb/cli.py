@@ -1,4 +1,4 @@
-"""The ``aevb`` command: train, sample, encode, reconstruct and plot.
+"""The ``aevb`` command: train, sample, encode, reconstruct, evaluate and plot.
 
 Every option of ``aevb train`` is also a key of the TOML config (``--latent-dim 8`` is
 ``[model] latent_dim = 8``); flags override the file, the file overrides the defaults.
@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from .checkpoint import save_json
 from .config import SECTIONS, RunConfig, load_config, override
 from .data import NAMED_DATASETS, load_dataset
 from .errors import AevbError, DataError
+from .evaluation import summarize
 from .plots import interleave, save_image_grid, to_unit_range
 from .report import FIGURES, draw_figures, write_report
 from .runs import Run, load_run, load_run_data, train_run
@@ -106,6 +108,52 @@ def _reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    run = load_run(args.run)
+    if args.data:
+        data = load_dataset(args.data, binarize=run.config.data.binarize)
+    else:
+        data = dict(zip(("train", "valid", "test"), load_run_data(run.config), strict=True))[
+            args.split
+        ]
+    x = data.x[: args.num] if args.num else data.x
+    run.model.check_data(x)
+    summary = summarize(run.model, x, k=args.k, seed=args.seed)
+    summary["data"] = args.data or f"{run.config.data.source} ({args.split} split)"
+    out = Path(args.out or run.path / "evaluation.json")
+    save_json(summary, out)
+    _print_summary(summary)
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"wrote {out}; report: {write_report(run)}")
+    return 0
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    rows = [
+        (
+            f"log p(x), IS k={summary['k']}",
+            f"{summary['log_px']:.3f} ± {summary['log_px_stderr']:.3f}",
+        ),
+        ("negative log-likelihood", f"{summary['nll']:.3f}"),
+        ("bits per dimension", f"{summary['bits_per_dim']:.4f}"),
+        ("ELBO", f"{summary['elbo']:.3f}"),
+        ("  E_q[log p(x|z)] (-distortion)", f"{summary['log_px_z']:.3f}"),
+        ("  KL(q(z|x) || p(z)) (rate)", f"{summary['kl']:.3f}"),
+        ("gap log p(x) - ELBO", f"{summary['gap']:.3f}"),
+        ("active units", f"{summary['active_units']} of {summary['latent_dim']}"),
+        ("ELBO surgery: average KL", f"{summary['average_kl']:.3f}"),
+        (
+            "  = mutual information I[n;z]",
+            f"{summary['mutual_info']:.3f} ± {summary['surgery_stderr']:.3f}",
+        ),
+        ("  + KL(q(z) || p(z))", f"{summary['marginal_kl']:.3f}"),
+    ]
+    print(f"{summary['data']}, {summary['num_examples']} examples, nats per example")
+    for name, value in rows:
+        print(f"  {name:<34} {value:>18}")
+
+
 def _plot(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     if args.data:
@@ -188,6 +236,16 @@ def _parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--data", help="data file or name (default: the run's data)")
     reconstruct.add_argument("--num", type=int, default=32, help="number of examples")
     reconstruct.add_argument("--out", type=Path, help=".png, .npy or .csv")
+    evaluate = commands.add_parser("evaluate", help="log p(x) in nats and diagnostics of a run")
+    evaluate.set_defaults(command=_evaluate)
+    evaluate.add_argument("run", type=Path, help="run folder")
+    evaluate.add_argument("--k", type=int, default=5000, help="importance samples per example")
+    evaluate.add_argument("--split", choices=("train", "valid", "test"), default="test")
+    evaluate.add_argument("--data", help="data file or name instead of the run's split")
+    evaluate.add_argument("--num", type=int, help="only the first NUM examples")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--out", type=Path, help="JSON file (default RUN/evaluation.json)")
+
     plot = commands.add_parser("plot", help="draw a run's figures and rewrite its report.html")
     plot.set_defaults(command=_plot)
     plot.add_argument("run", type=Path, help="run folder")

@@ -43,8 +43,8 @@ from .heads import (
 )
 from .model import VAE, mlp_vae
 from .networks import ACTIVATIONS
-from .objectives import elbo
-from .priors import LearnedNormalPrior, StandardNormalPrior
+from .objectives import IWAE_GRADIENTS, ELBOTerms, elbo, iwae_bound
+from .priors import LearnedNormalPrior, MixturePrior, StandardNormalPrior, VampPrior
 from .train import Trainer
 
 if sys.version_info >= (3, 11):
@@ -72,14 +72,19 @@ class ModelConfig:
     hidden_dims: tuple[int, ...] = (200, 200)
     activation: str = "relu"
     prior: str = "standard-normal"
+    prior_components: int | None = None  # mixture: 10, vamp: 500 pseudo-inputs
     likelihood_scale: float = 0.1
     num_categories: int = 256
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Options of :class:`aevb.Trainer` and :func:`aevb.elbo`."""
+    """Options of :class:`aevb.Trainer` and of the objective (:func:`aevb.elbo`, or
+    :func:`aevb.iwae_bound` with ``k`` samples and ``iwae_gradient``)."""
 
+    objective: str = "elbo"
+    k: int = 5
+    iwae_gradient: str = "standard"
     epochs: int = 200
     batch_size: int = 100
     lr: float = 1e-3
@@ -112,10 +117,14 @@ LIKELIHOODS: dict[str, Callable[[ModelConfig], Callable[[int, int], nn.Module]]]
     "laplace": lambda c: LaplaceHead,
     "categorical": lambda c: functools.partial(CategoricalHead, num_categories=c.num_categories),
 }
-PRIORS: dict[str, Callable[[int], nn.Module]] = {
-    "standard-normal": StandardNormalPrior,
-    "learned-normal": LearnedNormalPrior,
+# (config, data_dim, encoder) -> prior
+PRIORS: dict[str, Callable[[ModelConfig, int, nn.Module], nn.Module]] = {
+    "standard-normal": lambda c, d, e: StandardNormalPrior(c.latent_dim),
+    "learned-normal": lambda c, d, e: LearnedNormalPrior(c.latent_dim),
+    "mixture": lambda c, d, e: MixturePrior(c.latent_dim, c.prior_components or 10),
+    "vamp": lambda c, d, e: VampPrior(e, d, c.prior_components or 500),
 }
+OBJECTIVES = {"elbo": elbo, "iwae": iwae_bound}
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
@@ -124,6 +133,8 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
 }
 _CHOICES: dict[str, Mapping[str, object]] = {
+    "objective": OBJECTIVES,
+    "iwae_gradient": dict.fromkeys(IWAE_GRADIENTS),
     "likelihood": LIKELIHOODS,
     "prior": PRIORS,
     "optimizer": OPTIMIZERS,
@@ -228,9 +239,19 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 
 def _check_ranges(config: Any, where: str) -> None:
-    positive = ("latent_dim", "epochs", "batch_size", "lr", "num_samples", "likelihood_scale")
+    positive = (
+        "latent_dim",
+        "epochs",
+        "batch_size",
+        "lr",
+        "num_samples",
+        "likelihood_scale",
+        "k",
+        "prior_components",
+    )
     for key in positive:
-        if hasattr(config, key) and not getattr(config, key) > 0:
+        value = getattr(config, key, 1)
+        if value is not None and not value > 0:
             raise ConfigError(f"{where}: {key} must be positive, got {getattr(config, key)}")
     nonnegative = (
         "beta",
@@ -254,14 +275,15 @@ def _check_ranges(config: Any, where: str) -> None:
 
 def build_model(config: ModelConfig, data_dim: int) -> VAE:
     """The :class:`aevb.VAE` a :class:`ModelConfig` describes, for data of ``data_dim``."""
-    return mlp_vae(
+    model = mlp_vae(
         data_dim,
         config.latent_dim,
         config.hidden_dims,
         likelihood=LIKELIHOODS[config.likelihood](config),
         activation=ACTIVATIONS[config.activation],
-        prior=PRIORS[config.prior](config.latent_dim),
     )
+    model.prior = PRIORS[config.prior](config, data_dim, model.encoder)
+    return model
 
 
 def build_trainer(
@@ -269,13 +291,17 @@ def build_trainer(
 ) -> Trainer:
     """The :class:`aevb.Trainer` of a run, its objective configured from ``config.train``."""
     train = config.train
-    objective = functools.partial(
-        elbo,
-        num_samples=train.num_samples,
-        analytic_kl=train.analytic_kl,
-        stl=train.stl,
-        free_bits=train.free_bits,
-    )
+    objective: Callable[..., ELBOTerms]
+    if train.objective == "iwae":
+        objective = functools.partial(iwae_bound, k=train.k, gradient=train.iwae_gradient)
+    else:
+        objective = functools.partial(
+            elbo,
+            num_samples=train.num_samples,
+            analytic_kl=train.analytic_kl,
+            stl=train.stl,
+            free_bits=train.free_bits,
+        )
     return Trainer(
         model,
         objective=objective,

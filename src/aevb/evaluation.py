@@ -9,7 +9,9 @@ return CPU tensors or floats.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -225,3 +227,62 @@ def elbo_surgery(
     mutual_info = float(terms.mean())
     stderr = float(terms.std() / math.sqrt(terms.numel())) if terms.numel() > 1 else math.nan
     return Surgery(average_kl, mutual_info, average_kl - mutual_info, stderr, n)
+
+
+def summarize(
+    model: VAE,
+    x: torch.Tensor,
+    *,
+    k: int = 5000,
+    surgery_points: int = 10_000,
+    threshold: float = 0.01,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Every evaluation figure of ``model`` on ``x``, as a JSON-ready dict (nats per example).
+
+    log p(x) by importance sampling with ``k`` proposals (and its Monte Carlo standard error),
+    the ELBO with its reconstruction (distortion = -E_q log p(x|z)) and KL (rate) terms, the
+    gap log p(x) - ELBO, bits per dimension, active units and KL per dimension, and ELBO surgery
+    on at most ``surgery_points`` examples. ``warnings`` names collapsed latent units.
+    """
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    estimate = log_px(model, x, k)
+    seconds = time.perf_counter() - started
+    terms = evaluate(model, x)
+    activity, active = active_units(model, x, threshold)
+    per_dim = kl_per_dimension(model, x)
+    surgery = elbo_surgery(model, x[:surgery_points])
+    data_dim = x[0].numel()
+    summary: dict[str, Any] = {
+        "num_examples": x.shape[0],
+        "k": k,
+        "log_px": estimate.mean,
+        "log_px_stderr": estimate.mean_stderr,
+        "nll": -estimate.mean,
+        "bits_per_dim": bits_per_dim(estimate.mean, data_dim),
+        "elbo": terms["elbo"],
+        "log_px_z": terms["log_px_z"],
+        "kl": terms["kl"],
+        "rate": terms["kl"],
+        "distortion": -terms["log_px_z"],
+        "gap": estimate.mean - terms["elbo"],
+        "active_units": int(active.sum()),
+        "latent_dim": len(activity),
+        "activity": activity.tolist(),
+        "kl_per_dim": per_dim.tolist() if per_dim is not None else None,
+        "average_kl": surgery.average_kl,
+        "mutual_info": surgery.mutual_info,
+        "marginal_kl": surgery.marginal_kl,
+        "surgery_stderr": surgery.stderr,
+        "surgery_points": surgery.num_data,
+        "log_px_seconds": seconds,
+        "warnings": [],
+    }
+    inactive = (~active).nonzero().flatten().tolist()
+    if inactive:
+        summary["warnings"].append(
+            f"posterior collapse: {len(inactive)} of {len(activity)} latent units are inactive "
+            f"(Cov_x E_q[z_j|x] <= {threshold}): dimensions {inactive[:20]}"
+        )
+    return summary

@@ -145,6 +145,10 @@ def write_report(run: Any, *, title: str | None = None) -> Path:
     ]
     if last_epoch:
         parts += ["<h2>Last epoch</h2>", _table(last_epoch)]
+    if (folder / "evaluation.json").exists():
+        evaluation = json.loads((folder / "evaluation.json").read_text())
+        shown = {k: v for k, v in evaluation.items() if k not in ("activity", "kl_per_dim")}
+        parts += ["<h2>Evaluation</h2>", _table(shown)]
     parts.append("<h2>Figures</h2>")
     for file, caption in FIGURES.values():
         if (folder / file).exists():
