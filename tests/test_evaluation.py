@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from ppca import PPCA, LinearGaussianEncoder
+from ppca import PPCA
 
 from aevb import active_units, elbo, elbo_surgery, iwae_bound, log_px
 
