@@ -181,3 +181,20 @@ def test_active_units_see_a_collapsed_dimension(ppca: PPCA) -> None:
         model.encoder.A[1].zero_()  # the second code no longer depends on x: collapsed
     activity, active = active_units(model, ppca.sample(500))
     assert active.tolist() == [True, False] and activity[1] == 0
+
+
+def test_bfloat16_and_compiled_decoders_agree_with_float32() -> None:
+    from torch import nn
+
+    from aevb import mlp_vae
+
+    model = mlp_vae(20, 3, (16,), activation=nn.Tanh)
+    x = (torch.rand(6, 20) > 0.5).float()
+    torch.manual_seed(0)
+    reference = log_px(model, x, 64)
+    torch.manual_seed(0)
+    compiled = log_px(model, x, 64, compile=True)
+    torch.manual_seed(0)
+    low = log_px(model, x, 64, matmul_dtype=torch.bfloat16)
+    torch.testing.assert_close(compiled.log_px, reference.log_px, rtol=0, atol=1e-4)
+    assert (low.log_px - reference.log_px).abs().max() < 0.05

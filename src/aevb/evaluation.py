@@ -123,8 +123,10 @@ def log_px(
     x: torch.Tensor,
     k: int = 5000,
     *,
-    batch_size: int = 100,
-    max_rows: int = 16384,
+    batch_size: int = 16,
+    max_rows: int = 1024,
+    compile: bool = False,
+    matmul_dtype: torch.dtype = torch.float32,
 ) -> LogPx:
     """log p(x) ~= logsumexp_i [log p(x|z_i) + log p(z_i) - log q(z_i|x)] - log k.
 
@@ -132,18 +134,28 @@ def log_px(
     al. 2015); k = 5000 is the convention for published numbers. Proposals are drawn in chunks
     of ``c = max(1, max_rows // batch_size)`` and reduced with a running log-sum-exp, so peak
     memory is about ``max_rows * (sum of decoder widths + data_dim) * 4`` bytes whatever k
-    (16384 rows of a 784-200-200-50 decoder: ~77 MB), and time is linear in k and n.
+    (the default 1,024 rows of a 784-200-200-50 decoder: ~5 MB, cache-sized on purpose), and
+    time is linear in k and n.
 
     Args:
         x: ``(n, *event)`` data.
         k: proposals z_i ~ q(z|x) per example.
         batch_size: examples encoded together.
+        max_rows: samples times examples decoded at once.
+        compile: ``torch.compile`` the decoder's log-likelihood (fuses its elementwise work
+            into the matrix products; about 2x faster on CPU after ~20 s of compilation).
+        matmul_dtype: ``torch.bfloat16`` runs the decoder under bfloat16 autocast (matrix
+            units; fp32 accumulation and log-likelihood); check its error against float32 on
+            a subset before publishing figures computed with it.
 
     Returns:
         :class:`LogPx` with per-example estimates and standard errors.
     """
     estimates, errors = [], []
     chunk = max(1, max_rows // batch_size)
+    log_likelihood = _decoder_log_likelihood(model, matmul_dtype)
+    if compile:
+        log_likelihood = torch.compile(log_likelihood, dynamic=False)
     for batch in _batches(model, x, batch_size):
         qz, pz = model.encode(batch), model.prior()
         peak = torch.full((batch.shape[0],), -math.inf, dtype=torch.float64, device=batch.device)
@@ -151,7 +163,7 @@ def log_px(
         sum_w2 = torch.zeros_like(peak)  # sum_i exp(2 (log_w_i - peak))
         for begin in range(0, k, chunk):
             z = qz.sample((min(chunk, k - begin),))  # (c, b, D)
-            log_w = model.decode(z).log_prob(batch) + pz.log_prob(z) - qz.log_prob(z)
+            log_w = log_likelihood(z, batch) + pz.log_prob(z) - qz.log_prob(z)
             log_w = log_w.double()
             new_peak = torch.maximum(peak, log_w.max(0).values)
             shift = torch.exp(peak - new_peak)
@@ -164,6 +176,19 @@ def log_px(
         estimates.append((peak + mean_w.log()).cpu())
         errors.append(((variance / k).sqrt() / mean_w).cpu())
     return LogPx(torch.cat(estimates), torch.cat(errors), k)
+
+
+def _decoder_log_likelihood(model: VAE, matmul_dtype: torch.dtype):
+    """``(z, x) -> log p(x|z)`` in float32, the decoder's matrix products in ``matmul_dtype``."""
+
+    def log_likelihood(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if matmul_dtype == torch.float32 or matmul_dtype == x.dtype:
+            return model.decode(z).log_prob(x)
+        with torch.autocast(z.device.type, dtype=matmul_dtype):
+            px = model.decode(z)
+        return px.log_prob(x).float()
+
+    return log_likelihood
 
 
 def bits_per_dim(log_px_nats: float, data_dim: int) -> float:
