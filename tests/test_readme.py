@@ -15,15 +15,21 @@ README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
 
 
-def test_python_example_runs(tmp_path: Path) -> None:
+def _block(marker: str) -> str:
+    return next(block for block in BLOCKS if marker in block)
+
+
+def test_python_examples_run(tmp_path: Path) -> None:
     script = tmp_path / "example.py"
-    script.write_text(BLOCKS[0])
+    script.write_text(_block("Trainer(model") + _block("continuing the example above"))
     result = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False
     )
     assert result.returncode == 0, result.stderr
-    elbo, *_ = result.stdout.strip().splitlines()[-1].split()
-    assert -40 < float(elbo) < 0  # nats per 8x8 binary digit
+    elbo, *_ = result.stdout.strip().splitlines()[-2].split()
+    log_px, surgery_residual = map(float, result.stdout.strip().splitlines()[-1].split())
+    assert -40 < float(elbo) < log_px < 0  # nats per 8x8 binary digit; ELBO < log p(x)
+    assert abs(surgery_residual) < 1e-9
 
 
 def test_add_a_likelihood_example_is_a_working_head() -> None:
@@ -32,7 +38,7 @@ def test_add_a_likelihood_example_is_a_working_head() -> None:
         "import torch\nfrom torch import nn\n"
         "from torch.distributions import Distribution, Independent, Poisson\n"
     )
-    exec(prelude + BLOCKS[1], namespace)
+    exec(prelude + _block("class PoissonHead"), namespace)
     head = namespace["PoissonHead"](3, 4)
     h, x = torch.randn(5, 3), torch.randint(0, 6, (5, 4)).float()
     rate = head.log_rate(h).exp().detach().numpy()

@@ -99,6 +99,8 @@ class TrainConfig:
     stl: bool = False
     clip_grad_norm: float | None = None
     snapshot_every: int = 50
+    max_minutes: float | None = None  # stop after the epoch that passes this wall time
+    init_from: str | None = None  # a run folder whose model.safetensors starts training
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,7 @@ def _check_ranges(config: Any, where: str) -> None:
         "likelihood_scale",
         "k",
         "prior_components",
+        "max_minutes",
     )
     for key in positive:
         value = getattr(config, key, 1)
@@ -314,6 +317,7 @@ def build_trainer(
         beta=train.beta,
         kl_warmup_epochs=train.kl_warmup_epochs,
         clip_grad_norm=train.clip_grad_norm,
+        max_seconds=None if train.max_minutes is None else 60 * train.max_minutes,
         seed=config.seed,
         run_dir=run_dir,
         progress=progress,

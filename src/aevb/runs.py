@@ -74,6 +74,8 @@ def train_run(
     torch.manual_seed(config.seed)
     model = build_model(config.model, train.x.shape[1])
     model.check_data(train.x)  # before anything is written
+    if config.train.init_from and not resume:
+        load_weights(model, Path(config.train.init_from) / "model.safetensors")
     out.mkdir(parents=True, exist_ok=True)
     save_json(config_to_dict(config), out / "config.json")
     facts = {

@@ -60,6 +60,7 @@ class Trainer:
             (``None``: never stop early). The best weights are restored at the end.
         beta: KL weight; ``kl_warmup_epochs`` ramps it linearly from 0 over that many epochs.
         clip_grad_norm: clip the gradient's global norm to this value (``None``: no clipping).
+        max_seconds: stop after the first epoch that ends past this wall time of ``fit``.
         seed: seeds parameter-free randomness (shuffling, z samples) for reproducible runs.
         run_dir: folder for checkpoints and metrics (``None``: keep nothing on disk).
         progress: show a live bar with the batch ELBO and KL, and one line per epoch.
@@ -85,6 +86,7 @@ class Trainer:
         beta: float = 1.0,
         kl_warmup_epochs: int = 0,
         clip_grad_norm: float | None = None,
+        max_seconds: float | None = None,
         seed: int = 0,
         run_dir: str | Path | None = None,
         progress: bool = True,
@@ -98,6 +100,7 @@ class Trainer:
         self.lr_decay, self.batch_size, self.max_epochs = lr_decay, batch_size, max_epochs
         self.patience, self.beta, self.kl_warmup_epochs = patience, beta, kl_warmup_epochs
         self.clip_grad_norm, self.seed, self.progress = clip_grad_norm, seed, progress
+        self.max_seconds = max_seconds
         self.eval_batch_size, self.callbacks = eval_batch_size, list(callbacks)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.epoch = self.step = self.bad_epochs = 0
@@ -138,7 +141,10 @@ class Trainer:
         warmup_steps = self.kl_warmup_epochs * steps_per_epoch
         for callback in self.callbacks:
             callback(self)
+        started = time.perf_counter()
         while self.epoch < self.max_epochs and not self._should_stop(valid):
+            if self.max_seconds is not None and time.perf_counter() - started > self.max_seconds:
+                break
             start = time.perf_counter()
             record = self._train_epoch(train, warmup_steps, steps_per_epoch)
             if valid is not None:

@@ -1,0 +1,200 @@
+"""Statically binarized MNIST: train, evaluate with k = 5000, print beside published figures.
+
+Models (784-200-200-50 tanh MLPs, Bernoulli likelihood; Burda et al. 2015's architecture):
+
+    vae      ELBO, N(0, I) prior                       published 88.71 (Burda et al. 2015)
+    iwae5    IWAE k=5, DReG gradient, from the VAE
+    iwae50   IWAE k=50, DReG gradient, from the VAE     published 87.10 (Burda et al., k=50)
+    vamp     ELBO, VampPrior with K=500 pseudo-inputs   published 85.57 (Tomczak & Welling 2018)
+
+Each model trains for at most ``--minutes`` of wall time on this machine (early stopping on
+the validation ELBO selects the weights), then log p(x) is importance-sampled with ``--k``
+proposals on the test set (float32, compiled decoder). The script also times log p(x) for
+the VAE in float32 and bfloat16 and, when pythae is installed (``pip install pythae``), times
+pythae's ``get_nll`` on 200 test images against aevb on the same images and weights.
+
+    python bench/binarized_mnist.py --models vae,iwae5,iwae50,vamp --minutes 55
+    python bench/binarized_mnist.py --models vae --minutes 2 --num-test 500 --k 500  # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aevb import load_run, log_px, train_run
+from aevb.config import config_from_dict
+from aevb.evaluation import summarize
+from aevb.runs import load_run_data
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+PUBLISHED = {"vae": 88.71, "iwae5": None, "iwae50": 87.10, "vamp": 85.57}  # MISSION.md
+BASE = {
+    "data": {"source": f"binarized-mnist:{DATA}"},
+    "model": {
+        "likelihood": "bernoulli",
+        "latent_dim": 50,
+        "hidden_dims": [200, 200],
+        "activation": "tanh",
+    },
+    "train": {
+        "epochs": 5000,
+        "batch_size": 100,
+        "lr": 1e-3,
+        "lr_decay": 0.998,
+        "patience": 50,
+        "kl_warmup_epochs": 10,
+        "snapshot_every": 0,
+    },
+}
+MODELS: dict[str, dict[str, Any]] = {
+    "vae": {},
+    "iwae5": {"train": {"objective": "iwae", "k": 5, "iwae_gradient": "dreg", "lr": 3e-4}},
+    "iwae50": {"train": {"objective": "iwae", "k": 50, "iwae_gradient": "dreg", "lr": 3e-4}},
+    "vamp": {"model": {"prior": "vamp", "prior_components": 500}},
+}
+WARM_START = {"iwae5": "vae", "iwae50": "vae"}
+
+
+def _config(name: str, out: Path, minutes: float) -> Any:
+    raw = json.loads(json.dumps(BASE))
+    for section, values in MODELS[name].items():
+        raw[section].update(values)
+    raw["train"]["max_minutes"] = minutes
+    if name in WARM_START:
+        raw["train"]["init_from"] = str(out / WARM_START[name])
+        raw["train"]["kl_warmup_epochs"] = 0
+    return config_from_dict(raw)
+
+
+def _time_log_px(model, x: torch.Tensor, k: int, **options: Any) -> tuple[float, float]:
+    log_px(model, x[:16], 64, **options)  # compile / warm up outside the timing
+    started = time.perf_counter()
+    estimate = log_px(model, x, k, **options)
+    return time.perf_counter() - started, estimate.mean
+
+
+def _pythae_comparison(run, x: torch.Tensor, k: int) -> dict[str, float] | None:
+    try:
+        from pythae.models import VAE, VAEConfig
+        from pythae.models.base.base_utils import ModelOutput
+        from pythae.models.nn import BaseDecoder, BaseEncoder
+    except ImportError:
+        print("pythae not installed: skipping its comparison (pip install pythae)")
+        return None
+
+    class Encoder(BaseEncoder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = run.model.encoder
+
+        def forward(self, x: torch.Tensor) -> ModelOutput:
+            qz = self.inner(x.reshape(x.shape[0], -1))
+            return ModelOutput(embedding=qz.mean, log_covariance=2 * qz.stddev.log())
+
+    class Decoder(BaseDecoder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = run.model.decoder
+
+        def forward(self, z: torch.Tensor) -> ModelOutput:
+            return ModelOutput(reconstruction=self.inner(z).mean)
+
+    config = VAEConfig(input_dim=(784,), latent_dim=50, reconstruction_loss="bce")
+    peer = VAE(config, encoder=Encoder(), decoder=Decoder()).eval()
+    with torch.no_grad():
+        started = time.perf_counter()
+        peer_log_px = float(peer.get_nll(x, n_samples=k, batch_size=100))
+        peer_seconds = time.perf_counter() - started
+    ours_seconds, ours_log_px = _time_log_px(run.model, x, k, compile=True)
+    return {
+        "images": len(x),
+        "pythae_seconds_per_image": peer_seconds / len(x),
+        "aevb_seconds_per_image": ours_seconds / len(x),
+        "speedup": peer_seconds / ours_seconds,
+        "pythae_log_px": peer_log_px,
+        "aevb_log_px": ours_log_px,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default="vae,iwae5,iwae50,vamp")
+    parser.add_argument("--minutes", type=float, default=55.0, help="training budget per model")
+    parser.add_argument("--k", type=int, default=5000)
+    parser.add_argument("--num-test", type=int, default=10_000)
+    parser.add_argument("--out", type=Path, default=Path("bench-runs/binarized-mnist"))
+    args = parser.parse_args()
+    if not (DATA / "binarized_mnist.npz").exists():
+        print(f"skipped: {DATA / 'binarized_mnist.npz'} not found")
+        return 0
+    torch.set_num_threads(2)
+    results: dict[str, Any] = {}
+    for name in args.models.split(","):
+        out = args.out / name
+        config = _config(name, args.out, args.minutes)
+        if (out / "trainer.json").exists():
+            print(f"{name}: reusing the trained run in {out}")
+            run = load_run(out)
+            history = json.loads((out / "trainer.json").read_text())["history"]
+            train_seconds = sum(record["seconds"] for record in history)
+        else:
+            started = time.perf_counter()
+            run = train_run(config, out, progress=False)
+            train_seconds = time.perf_counter() - started
+        test = load_run_data(config)[2].x[: args.num_test]
+        started = time.perf_counter()
+        summary = summarize(run.model, test, k=args.k)
+        summary.update(
+            model=name,
+            train_minutes=train_seconds / 60,
+            evaluation_seconds=time.perf_counter() - started,
+            epochs=run.metrics.get("epochs_trained"),
+            published_nll=PUBLISHED[name],
+        )
+        results[name] = summary
+        print(
+            f"{name}: test NLL {summary['nll']:.2f} ± {summary['log_px_stderr']:.2f} (k={args.k}), "
+            f"-ELBO {-summary['elbo']:.2f}, active units {summary['active_units']}/50, "
+            f"trained {summary['train_minutes']:.1f} min ({summary['epochs']} epochs)",
+            flush=True,
+        )
+    if "vae" in results:
+        run = load_run(args.out / "vae")
+        test = load_run_data(run.config)[2].x[: args.num_test]
+        for label, options in (
+            ("float32, compiled", {"compile": True}),
+            ("bfloat16, compiled", {"compile": True, "matmul_dtype": torch.bfloat16}),
+        ):
+            seconds, value = _time_log_px(run.model, test, args.k, **options)
+            results["vae"][f"log_px_seconds ({label})"] = seconds
+            print(
+                f"log p(x), k={args.k}, {len(test)} images, {label}: {seconds:.0f} s, {value:.3f}"
+            )
+        comparison = _pythae_comparison(run, test[:200], args.k)
+        if comparison:
+            results["pythae_comparison"] = comparison
+            print(f"pythae get_nll vs aevb log_px on 200 images: {comparison}")
+    print(f"\n{'model':<8} {'NLL (nats)':>12} {'published':>10} {'-ELBO':>8} {'AU':>4} {'min':>6}")
+    for name, summary in results.items():
+        if name == "pythae_comparison":
+            continue
+        published = summary["published_nll"]
+        shown = f"{published:.2f}" if published is not None else "-"
+        print(
+            f"{name:<8} {summary['nll']:>12.2f} {shown:>10} {-summary['elbo']:>8.2f} "
+            f"{summary['active_units']:>4} {summary['train_minutes']:>6.1f}"
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
