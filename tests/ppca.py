@@ -88,6 +88,17 @@ class PPCA:
         return expected_log_lik - kl
 
 
+def encoder_gradients(objective, model, x: torch.Tensor, repeats: int, **options) -> torch.Tensor:
+    """``(repeats, num_encoder_params)``: the encoder's gradient of ``objective`` per seed."""
+    grads = []
+    for seed in range(repeats):
+        torch.manual_seed(seed)
+        model.zero_grad()
+        objective(model, x, **options).loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.encoder.parameters()]))
+    return torch.stack(grads)
+
+
 class LinearGaussianEncoder(nn.Module):
     """q(z|x) = N(A x + c, diag exp(log_scale)^2): any module returning a distribution
     is an encoder."""

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from ppca import PPCA, LinearGaussianEncoder
+from ppca import PPCA, LinearGaussianEncoder, encoder_gradients
 from torch import nn
 from torch.distributions import Independent, Normal
 
@@ -64,24 +64,14 @@ def test_elbo_equals_log_px_when_q_is_the_exact_posterior(ppca: PPCA) -> None:
     np.testing.assert_allclose(averaged, ppca.log_px(x), atol=0.05)
 
 
-def _encoder_gradients(model, x: torch.Tensor, repeats: int, **options) -> torch.Tensor:
-    grads = []
-    for seed in range(repeats):
-        torch.manual_seed(seed)
-        model.zero_grad()
-        elbo(model, x, **options).loss.backward()
-        grads.append(torch.cat([p.grad.flatten() for p in model.encoder.parameters()]))
-    return torch.stack(grads)
-
-
 def test_stl_gradient_has_lower_variance_near_the_optimum(ppca: PPCA) -> None:
     x = ppca.sample(10)
     model = ppca.model(ppca.exact_encoder())
     with torch.no_grad():  # near, not at, the optimum
         for parameter in model.encoder.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
-    standard = _encoder_gradients(model, x, 300, analytic_kl=False)
-    stl = _encoder_gradients(model, x, 300, stl=True)
+    standard = encoder_gradients(elbo, model, x, 300, analytic_kl=False)
+    stl = encoder_gradients(elbo, model, x, 300, stl=True)
     assert stl.var(0).sum() < 0.1 * standard.var(0).sum()
     # Both are unbiased: their means agree within Monte Carlo error.
     stderr = (standard.var(0) / 300 + stl.var(0) / 300).sqrt()
@@ -90,7 +80,7 @@ def test_stl_gradient_has_lower_variance_near_the_optimum(ppca: PPCA) -> None:
 
 def test_stl_gradient_is_zero_at_the_exact_posterior(ppca: PPCA) -> None:
     model = ppca.model(ppca.exact_encoder())
-    grads = _encoder_gradients(model, ppca.sample(10), 5, stl=True)
+    grads = encoder_gradients(elbo, model, ppca.sample(10), 5, stl=True)
     assert grads.abs().max() < 1e-10
 
 
