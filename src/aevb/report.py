@@ -105,14 +105,21 @@ def draw_figures(
     if not images and "marginals" in wanted:
         samples = model.sample(max(len(x), 1000))
         drawn["marginals"] = plot_marginals(x, samples, path["marginals"])
-    history_file = folder / "metrics.jsonl"
-    if "curves" in wanted and history_file.exists():
-        history = [json.loads(line) for line in history_file.read_text().splitlines() if line]
+    history = read_metrics(folder)
+    if "curves" in wanted and history:
         drawn["curves"] = plot_learning_curves(history, path["curves"])
     if "kl" in wanted:
         activity, _ = active_units(model, x)
         drawn["kl"] = plot_kl_per_dimension(kl_per_dimension(model, x), activity, path["kl"])
     return drawn
+
+
+def read_metrics(folder: str | Path) -> list[dict[str, Any]]:
+    """The per-epoch records of a run's ``metrics.jsonl`` (empty if there is none)."""
+    file = Path(folder) / "metrics.jsonl"
+    if not file.exists():
+        return []
+    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
 
 
 def spread_subset(data: Dataset, size: int, seed: int = 0) -> Dataset:
@@ -129,11 +136,8 @@ def write_report(run: Any, *, title: str | None = None) -> Path:
     folder = Path(run.path)
     config = json.loads((folder / "config.json").read_text())
     metrics = dict(run.metrics)
-    history_file = folder / "metrics.jsonl"
-    last_epoch: dict[str, Any] = {}
-    if history_file.exists():
-        lines = [line for line in history_file.read_text().splitlines() if line]
-        last_epoch = json.loads(lines[-1]) if lines else {}
+    history = read_metrics(folder)
+    last_epoch = history[-1] if history else {}
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',

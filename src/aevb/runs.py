@@ -8,7 +8,6 @@ figures of :mod:`aevb.report` and ``report.html``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from .checkpoint import load_json, load_tensors, load_weights, save_json, save_tensors
+from .checkpoint import load_json, load_weights, save_json
 from .config import RunConfig, build_model, build_trainer, config_from_dict, config_to_dict
 from .data import Dataset, load_dataset, split
 from .errors import CheckpointError, ConfigError
@@ -95,8 +94,7 @@ def train_run(
     trainer.fit(train.x, valid.x if len(valid) else None, resume=resume)
     if snapshots is not None:
         snapshots.record(model, trainer.step)
-        snapshots.save(out / SNAPSHOTS)
-        _add_labels(out / SNAPSHOTS, snapshots, snapshot_data)
+        snapshots.save(out / SNAPSHOTS, labels=snapshot_data.y)
     if len(test):
         facts.update({f"test_{k}": v for k, v in evaluate(model, test.x).items()})
     facts["epochs_trained"] = trainer.epoch
@@ -115,15 +113,6 @@ def _snapshots(config: RunConfig, data: Dataset, out: Path, resume: bool) -> Lat
     if resume and (out / SNAPSHOTS).exists():
         snapshots.load(out / SNAPSHOTS)
     return snapshots
-
-
-def _add_labels(path: Path, snapshots: LatentSnapshots, data: Dataset) -> None:
-    """Store the labels of the snapshot examples beside their means (for colouring)."""
-    if data.y is None:
-        return
-    tensors = load_tensors(path)
-    tensors["labels"] = data.y[: snapshots.x.shape[0]].contiguous()
-    save_tensors(tensors, path)
 
 
 def load_run(path: str | Path, *, checkpoint: str = "model.safetensors") -> Run:
@@ -146,9 +135,3 @@ def _read_config(path: Path) -> RunConfig:
         return config_from_dict(raw, where=str(path / "config.json"))
     except ConfigError as error:
         raise CheckpointError(f"the run's config does not load: {error}") from error
-
-
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The per-epoch records of a run's ``metrics.jsonl``."""
-    lines = Path(path, "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]

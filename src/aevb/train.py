@@ -319,9 +319,13 @@ class LatentSnapshots:
         self.steps.append(step)
         self.means.append(encode_means(model, self.x))
 
-    def save(self, path: str | Path) -> None:
-        """Write ``means (num_snapshots, n, latent_dim)`` and ``steps`` to safetensors."""
-        save_tensors({"means": torch.stack(self.means), "steps": torch.tensor(self.steps)}, path)
+    def save(self, path: str | Path, labels: torch.Tensor | None = None) -> None:
+        """Write ``means (num_snapshots, n, latent_dim)``, ``steps`` and, if given, the
+        ``(n,)`` labels of the examples (for colouring) to safetensors."""
+        tensors = {"means": torch.stack(self.means), "steps": torch.tensor(self.steps)}
+        if labels is not None:
+            tensors["labels"] = labels.contiguous()
+        save_tensors(tensors, path)
 
     def load(self, path: str | Path) -> LatentSnapshots:
         """Continue from snapshots saved by :meth:`save` (when resuming a run)."""
