@@ -126,10 +126,9 @@ class Trainer:
             DataError: the data do not fit the model's likelihood (shape, NaN, support).
             TrainingDiverged: a term became NaN/inf; the last good checkpoint is kept.
         """
-        check = getattr(self.model, "check_data", None)
         for part in (train, valid):
-            if check is not None and part is not None:
-                check(part)
+            if part is not None:
+                self.model.check_data(part)
         if resume:
             self._load_state()
         else:
