@@ -10,7 +10,7 @@ Models (784-200-200-50 tanh MLPs, Bernoulli likelihood; Burda et al. 2015's arch
 Each model trains for at most ``--minutes`` of wall time on this machine (early stopping on
 the validation ELBO selects the weights), then log p(x) is importance-sampled with ``--k``
 proposals on the test set (float32, compiled decoder). The script also times log p(x) for
-the VAE in float32 and bfloat16 and, when pythae is installed (``pip install pythae``), times
+the VAE in float32 and bfloat16 and, when pythae is installed (``pip install -e '.[bench]'``), times
 pythae's ``get_nll`` on 200 test images against aevb on the same images and weights.
 
     python bench/binarized_mnist.py --models vae,iwae5,iwae50,vamp --minutes 55
