@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from torch import nn
 
 from .kl import kl, kl_per_dim
 from .model import VAE
-from .objectives import elbo
+from .objectives import ELBOTerms, elbo
 
 
 def device_of(model: nn.Module) -> torch.device:
@@ -34,13 +35,22 @@ def _batches(model: VAE, x: torch.Tensor, batch_size: int):
 
 
 @torch.no_grad()
-def evaluate(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> dict[str, float]:
-    """Mean ELBO, reconstruction term and KL over ``x``, in nats per example (one z sample)."""
+def evaluate(
+    model: VAE,
+    x: torch.Tensor,
+    batch_size: int = 1000,
+    objective: Callable[..., ELBOTerms] = elbo,
+) -> dict[str, float]:
+    """Mean bound, reconstruction term and KL over ``x``, in nats per example.
+
+    ``objective`` gives the bound: the ELBO with one z sample by default, or e.g.
+    ``functools.partial(iwae_bound, k=5)`` to select an IWAE-trained model by its own bound.
+    """
     was_training = model.training
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64)
     for batch in _batches(model, x, batch_size):
-        terms = elbo(model, batch)
+        terms = objective(model, batch)
         totals += torch.stack([terms.elbo.sum(), terms.log_px_z.sum(), terms.kl.sum()]).cpu()
     model.train(was_training)
     means = (totals / x.shape[0]).tolist()

@@ -56,8 +56,9 @@ class Trainer:
         lr: learning rate; ``lr_decay`` multiplies it after every epoch.
         batch_size: examples per gradient step.
         max_epochs: passes over the training data.
-        patience: stop after this many epochs without a better validation ELBO
-            (``None``: never stop early). The best weights are restored at the end.
+        patience: stop after this many epochs without a better validation bound (the
+            objective's own: the ELBO, or IWAE_k for ``iwae_bound``; ``None``: never stop
+            early). The best weights are restored at the end.
         beta: KL weight; ``kl_warmup_epochs`` ramps it linearly from 0 over that many epochs.
         clip_grad_norm: clip the gradient's global norm to this value (``None``: no clipping).
         max_seconds: stop after the first epoch that ends past this wall time of ``fit``.
@@ -147,7 +148,8 @@ class Trainer:
             start = time.perf_counter()
             record = self._train_epoch(train, warmup_steps, steps_per_epoch)
             if valid is not None:
-                record.update(_prefixed("valid", evaluate(self.model, valid, self.eval_batch_size)))
+                scores = evaluate(self.model, valid, self.eval_batch_size, self.objective)
+                record.update(_prefixed("valid", scores))
             record["seconds"] = time.perf_counter() - start
             self.epoch += 1
             for group in self.optimizer.param_groups:
