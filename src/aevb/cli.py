@@ -23,7 +23,7 @@ from .config import SECTIONS, RunConfig, load_config, override
 from .data import NAMED_DATASETS, load_dataset
 from .errors import AevbError, DataError
 from .evaluation import summarize
-from .plots import interleave, save_image_grid, to_unit_range
+from .plots import interleave, save_image_grid
 from .report import FIGURES, draw_figures, write_report
 from .runs import Run, load_run, load_run_data, train_run
 
@@ -184,7 +184,7 @@ def _write(x: torch.Tensor, out: str | Path, run: Run, num_columns: int | None =
     if out.suffix == ".png":
         if run.image_shape is None or len(run.image_shape) != 2:
             raise DataError(f"{run.path} holds no image data: write .npy or .csv instead of .png")
-        return save_image_grid(to_unit_range(x), run.image_shape, out, num_columns=num_columns)
+        return save_image_grid(x, run.image_shape, out, num_columns=num_columns)
     if out.suffix == ".npy":
         np.save(out, x.numpy())
     elif out.suffix == ".csv":
