@@ -21,6 +21,7 @@ from .evaluation import (
     kl_per_dimension,
     log_px,
 )
+from .families import FAMILIES, Columns, ColumnsHead
 from .heads import (
     BernoulliHead,
     CategoricalHead,
@@ -28,21 +29,28 @@ from .heads import (
     LaplaceHead,
     NormalHead,
 )
+from .imputation import impute, multiple_imputations
 from .kl import has_closed_form, kl, kl_per_dim
 from .model import VAE, mlp_vae
-from .networks import MLP
+from .networks import MLP, MaskedInput
 from .objectives import ELBOTerms, elbo, iwae_bound, linear_warmup
 from .priors import LearnedNormalPrior, MixturePrior, StandardNormalPrior, VampPrior
 from .runs import Run, load_run, train_run
+from .schema import ColumnSpec, Schema
+from .tabular import TabularVAE, read_table, tabular_vae, write_table
 from .train import LatentSnapshots, Trainer
 
 __all__ = [
+    "FAMILIES",
     "MLP",
     "VAE",
     "AevbError",
     "BernoulliHead",
     "CategoricalHead",
     "CheckpointError",
+    "ColumnSpec",
+    "Columns",
+    "ColumnsHead",
     "ConfigError",
     "ContinuousBernoulliHead",
     "DataError",
@@ -52,11 +60,14 @@ __all__ = [
     "LatentSnapshots",
     "LearnedNormalPrior",
     "LogPx",
+    "MaskedInput",
     "MixturePrior",
     "NormalHead",
     "Run",
+    "Schema",
     "StandardNormalPrior",
     "Surgery",
+    "TabularVAE",
     "Trainer",
     "TrainingDiverged",
     "ValueCategorical",
@@ -69,6 +80,7 @@ __all__ = [
     "encode_means",
     "evaluate",
     "has_closed_form",
+    "impute",
     "iwae_bound",
     "kl",
     "kl_per_dim",
@@ -79,7 +91,11 @@ __all__ = [
     "load_weights",
     "log_px",
     "mlp_vae",
+    "multiple_imputations",
+    "read_table",
     "save_weights",
     "split",
+    "tabular_vae",
     "train_run",
+    "write_table",
 ]

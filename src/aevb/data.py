@@ -180,14 +180,17 @@ def _square(data_dim: int) -> tuple[int, int] | None:
     return (side, side) if side * side == data_dim and side > 1 else None
 
 
-def check_finite(x: torch.Tensor, name: str = "data") -> None:
-    """Raise :class:`DataError` naming the rows with NaN or infinite entries."""
+def check_finite(x: torch.Tensor, name: str = "data", *, allow_missing: bool = False) -> None:
+    """Raise :class:`DataError` naming the rows with NaN or infinite entries.
+
+    ``allow_missing=True`` (likelihoods that mask missing entries) lets NaN through.
+    """
     if bool(torch.isfinite(x.sum())):
         return  # one fast pass: NaN and inf propagate into the sum (overflow: checked below)
-    bad = ~torch.isfinite(x)
+    bad = torch.isinf(x) if allow_missing else ~torch.isfinite(x)
     if bool(bad.any()):
         rows = bad.reshape(x.shape[0], -1).any(-1).nonzero().flatten().tolist()
-        kind = "NaN" if bool(torch.isnan(x).any()) else "infinite"
+        kind = "NaN" if not allow_missing and bool(torch.isnan(x).any()) else "infinite"
         shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
         raise DataError(
             f"{name} has {int(bad.sum())} {kind} entries in {len(rows)} rows (rows {shown}): "

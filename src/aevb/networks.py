@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -48,3 +49,41 @@ class MLP(nn.Sequential):
             width = hidden
         super().__init__(*layers)
         self.in_dim, self.out_dim = in_dim, width
+
+
+class MaskedInput(nn.Module):
+    """Encoder input for rows with missing entries: values, one-hot labels, missingness flags.
+
+    A missing entry (NaN) becomes 0 and its flag 1, so q(z|x_obs) is conditioned on exactly
+    what was observed (zero imputation plus mask, as in MIWAE; Mattei & Frellsen 2019).
+
+    Args:
+        num_categories: per column, 0 for a numeric column (passed through) or the number of
+            classes of a categorical column (one-hot encoded from its integer code).
+
+    Shapes:
+        ``(*batch, num_columns)`` with NaN for missing -> ``(*batch, out_dim)``.
+    """
+
+    _categorical: torch.Tensor
+    _offsets: torch.Tensor
+
+    def __init__(self, num_categories: Sequence[int]) -> None:
+        super().__init__()
+        sizes = [max(int(c), 1) for c in num_categories]
+        self.out_dim = sum(sizes) + len(sizes)
+        offsets = torch.tensor([0, *sizes[:-1]]).cumsum(0)
+        self.register_buffer("_categorical", torch.tensor([c > 0 for c in num_categories]))
+        self.register_buffer("_offsets", offsets, persistent=False)
+        self._width = sum(sizes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        missing = torch.isnan(x)
+        filled = torch.where(missing, torch.zeros_like(x), x)
+        categorical = self._categorical.expand_as(x)
+        # Numeric values sit at their column's offset, a label's 1 at offset + code.
+        position = self._offsets + torch.where(categorical, filled.long(), 0)
+        value = torch.where(categorical, torch.ones_like(x), filled)
+        value = torch.where(missing, torch.zeros_like(x), value)
+        features = x.new_zeros(*x.shape[:-1], self._width).scatter_(-1, position, value)
+        return torch.cat([features, missing.to(x.dtype)], dim=-1)

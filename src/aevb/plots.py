@@ -12,7 +12,7 @@ so importing aevb stays fast; every figure function writes a PNG (or GIF) and re
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -278,15 +278,23 @@ def plot_kl_per_dimension(
 
 
 def plot_marginals(
-    data: torch.Tensor,
-    samples: torch.Tensor,
+    data: torch.Tensor | np.ndarray,
+    samples: torch.Tensor | np.ndarray,
     path: str | Path,
     *,
     names: Sequence[str] | None = None,
     max_columns: int = 12,
+    densities: Sequence[Callable[[np.ndarray], np.ndarray] | None] | None = None,
 ) -> Path:
-    """Per column: a histogram of the data and of samples x ~ p(x) from the fitted model."""
+    """Per column: a histogram of the data and of samples x ~ p(x) from the fitted model.
+
+    Args:
+        data, samples: ``(n, columns)`` and ``(m, columns)`` numbers.
+        densities: optional per-column true density ``grid -> density``, drawn as a curve
+            (for synthetic data whose generating distribution is known).
+    """
     plt = _pyplot()
+    data, samples = np.asarray(data, dtype=np.float64), np.asarray(samples, dtype=np.float64)
     count = min(data.shape[1], max_columns)
     columns = min(count, 4)
     rows = math.ceil(count / columns)
@@ -297,11 +305,16 @@ def plot_marginals(
         if index >= count:
             axes.axis("off")
             continue
-        observed, generated = data[:, index].numpy(), samples[:, index].numpy()
+        observed, generated = data[:, index], samples[:, index]
+        observed, generated = observed[~np.isnan(observed)], generated[~np.isnan(generated)]
         low, high = np.percentile(np.concatenate([observed, generated]), [0.5, 99.5])
         bins = np.linspace(low, high + 1e-9, 40)
         axes.hist(observed, bins=bins, density=True, alpha=0.5, label="data")
         axes.hist(generated, bins=bins, density=True, histtype="step", label="model")
+        density = densities[index] if densities is not None else None
+        if density is not None:
+            grid = np.linspace(low, high, 200)
+            axes.plot(grid, density(grid), color="black", linewidth=1, label="true density")
         axes.set_title(names[index] if names else f"x{index + 1}")
     panels.flat[0].legend()
     figure.tight_layout()
