@@ -1,4 +1,4 @@
-"""The ``aevb`` command: train, sample, encode, reconstruct, evaluate and plot.
+"""The ``aevb`` command: train, sample, encode, reconstruct, evaluate, plot and impute.
 
 Every option of ``aevb train`` is also a key of the TOML config (``--latent-dim 8`` is
 ``[model] latent_dim = 8``); flags override the file, the file overrides the defaults.
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .checkpoint import save_json
@@ -171,6 +172,50 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _impute(args: argparse.Namespace) -> int:
+    from .tabular import TabularVAE, read_table, write_table
+
+    table = read_table(args.data)
+    if args.model:
+        vae = TabularVAE.load(args.model)
+    else:
+        families = dict(_key_value(item) for item in args.family)
+        vae = TabularVAE(
+            latent_dim=args.latent_dim,
+            families=families,
+            k=args.k,
+            epochs=args.epochs,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
+        vae.fit(table)
+        print(f"trained {len(vae.history_)} epochs on {len(table)} rows")
+    assert vae.schema_ is not None
+    print(vae.schema_.describe())
+    holes = int(table[vae.schema_.names].isna().to_numpy().sum())
+    options = dict(num_samples=args.num_samples, importance=not args.no_importance, seed=args.seed)
+    if args.num_imputations:
+        draws = vae.impute(table, num_imputations=args.num_imputations, **options)
+        stacked = [d.assign(imputation=i + 1) for i, d in enumerate(draws)]
+        filled = pd.concat(stacked)[["imputation", *table.columns]]
+    else:
+        filled = vae.impute(table, **options)
+    write_table(filled, args.out)
+    copies = f" ({args.num_imputations} imputations)" if args.num_imputations else ""
+    print(f"filled {holes} missing entries of {args.data}{copies}; wrote {args.out}")
+    if args.save_model:
+        vae.save(args.save_model)
+        print(f"model saved to {args.save_model}")
+    return 0
+
+
+def _key_value(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep:
+        raise DataError(f"--family takes COLUMN=FAMILY (e.g. income=lognormal), got {item!r}")
+    return name, value
+
+
 def _run_input(run: Run, source: str | None) -> torch.Tensor:
     """The data to encode: ``source``, or the run's own data; checked against the model."""
     data = run.config.data
@@ -252,6 +297,32 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--what", help=f"comma-separated, from: {', '.join(FIGURES)} (default: all)")
     plot.add_argument("--data", help="data file or name (default: the run's test split)")
     plot.add_argument("--method", choices=("pca", "tsne"), default="pca", help="above 2-D")
+
+    impute = commands.add_parser(
+        "impute", help="fill the missing entries of a table (CSV or Parquet) with a VAE"
+    )
+    impute.set_defaults(command=_impute)
+    impute.add_argument("data", type=Path, help="table file (.csv, .tsv, .parquet)")
+    impute.add_argument("--out", type=Path, required=True, help="filled table (.csv/.parquet)")
+    impute.add_argument("--model", type=Path, help="use a saved model instead of fitting")
+    impute.add_argument("--save-model", type=Path, help="folder to save the fitted model in")
+    impute.add_argument(
+        "--family",
+        action="append",
+        default=[],
+        metavar="COLUMN=FAMILY",
+        help="override a column's inferred family (repeatable)",
+    )
+    impute.add_argument(
+        "--num-imputations", type=int, help="M draws from p(x_miss|x_obs), stacked in OUT"
+    )
+    impute.add_argument("--num-samples", type=int, default=100, help="proposals from q(z|x)")
+    impute.add_argument("--no-importance", action="store_true", help="trust q as the posterior")
+    impute.add_argument("--latent-dim", type=int, help="size of z (default: columns / 2)")
+    impute.add_argument("--k", type=int, default=20, help="importance samples when training")
+    impute.add_argument("--epochs", type=int, default=500)
+    impute.add_argument("--seed", type=int, default=0)
+    impute.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 

@@ -99,6 +99,10 @@ class Family:
         """Raw parameters that moment-match the observed (rescaled) ``values`` of a column."""
         raise NotImplementedError
 
+    def clip(self, sample: torch.Tensor) -> torch.Tensor:
+        """A draw kept strictly inside the support (floating point can round onto its edge)."""
+        return sample
+
     def summary(self, dist: Distribution) -> torch.Tensor:
         """``(*batch, n, E)`` quantities whose (weighted) average gives a point estimate."""
         return dist.mean.unsqueeze(-1)
@@ -107,6 +111,11 @@ class Family:
         """Point estimate ``(*batch, n)`` from an averaged :meth:`summary`."""
         value = summary[..., 0]
         return value.round() if self.discrete else value
+
+
+class _PositiveFamily(Family):
+    def clip(self, sample):
+        return sample.clamp(min=torch.finfo(sample.dtype).tiny)
 
 
 class _Normal(Family):
@@ -132,7 +141,7 @@ class _StudentT(Family):
         return [mean, _raw_positive(math.sqrt(var)), _raw_positive(9.0)]
 
 
-class _LogNormal(Family):
+class _LogNormal(_PositiveFamily):
     def distribution(self, raw):
         return LogNormal(raw[..., 0], _positive(raw[..., 1]), validate_args=False)
 
@@ -141,7 +150,7 @@ class _LogNormal(Family):
         return [mean, _raw_positive(math.sqrt(var))]
 
 
-class _Gamma(Family):
+class _Gamma(_PositiveFamily):
     def distribution(self, raw):  # mean and shape; rate = shape / mean
         mean, shape = _positive(raw[..., 0]), _positive(raw[..., 1])
         return Gamma(shape, shape / mean, validate_args=False)
@@ -151,7 +160,7 @@ class _Gamma(Family):
         return [_raw_positive(mean), _raw_positive(mean**2 / var)]
 
 
-class _Exponential(Family):
+class _Exponential(_PositiveFamily):
     def num_params(self, num_categories=0):
         return 1
 
@@ -166,6 +175,10 @@ class _Beta(Family):
     def distribution(self, raw):  # mean in (0, 1) and precision a + b
         mean, precision = torch.sigmoid(raw[..., 0]), _positive(raw[..., 1])
         return Beta(mean * precision, (1 - mean) * precision, validate_args=False)
+
+    def clip(self, sample):
+        eps = torch.finfo(sample.dtype).eps
+        return sample.clamp(eps, 1 - eps)
 
     def initial_raw(self, values, num_categories=0):
         mean, var = _moments(values)
@@ -316,7 +329,8 @@ class Columns(Distribution):
         return self.log_prob_entries(value).sum(-1)
 
     def _assemble(self, parts: list[torch.Tensor], leading: torch.Size) -> torch.Tensor:
-        out = torch.empty(*leading, self.event_shape[0], device=parts[0].device)
+        dtype = next((p.dtype for p in parts if p.is_floating_point()), torch.get_default_dtype())
+        out = torch.empty(*leading, self.event_shape[0], dtype=dtype, device=parts[0].device)
         for group, part in zip(self.groups, parts, strict=True):
             out[..., group.index.to(out.device)] = part.to(out.dtype)
         return out
@@ -324,7 +338,7 @@ class Columns(Distribution):
     def sample(self, sample_shape: torch.Size | Sequence[int] = ()) -> torch.Tensor:
         shape = torch.Size(sample_shape)
         with torch.no_grad():
-            parts = [group.dist.sample(shape) for group in self.groups]
+            parts = [g.family.clip(g.dist.sample(shape)) for g in self.groups]
         return self._assemble(parts, shape + self.batch_shape)
 
     def summaries(self) -> list[torch.Tensor]:
