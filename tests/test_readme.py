@@ -44,3 +44,16 @@ def test_add_a_likelihood_example_is_a_working_head() -> None:
     rate = head.log_rate(h).exp().detach().numpy()
     expected = stats.poisson.logpmf(x.numpy(), rate).sum(-1)
     np.testing.assert_allclose(head(h).log_prob(x).detach().numpy(), expected, rtol=1e-5)
+
+
+def test_tables_example_runs(tmp_path: Path) -> None:
+    script = tmp_path / "tables.py"
+    script.write_text(_block("palmerpenguins.load_penguins()"))
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "species" in result.stdout and "categorical" in result.stdout
+    holes_left, same_dtypes, mean_score = result.stdout.strip().splitlines()[-1].split()
+    assert holes_left == "0" and same_dtypes == "True"
+    assert -40 < float(mean_score) < 0  # nats per penguin, in the data's own units

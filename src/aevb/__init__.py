@@ -21,10 +21,11 @@ from .evaluation import (
     kl_per_dimension,
     log_px,
 )
-from .families import FAMILIES, Columns, ColumnsHead
+from .families import FAMILIES, Columns
 from .heads import (
     BernoulliHead,
     CategoricalHead,
+    ColumnsHead,
     ContinuousBernoulliHead,
     LaplaceHead,
     NormalHead,

@@ -1,7 +1,7 @@
 """Likelihoods for tables: one distribution family per column, and their product.
 
 A row of a table is a vector whose entries live in different spaces (a positive amount, a
-count, a category...). :class:`ColumnsHead` maps the decoder's hidden features to one
+count, a category...). :class:`aevb.ColumnsHead` maps the decoder's hidden features to one
 distribution per column and returns a :class:`Columns` distribution over the whole row:
 
     log p(x|z) = sum over observed columns j of log p_j(x_j | z).
@@ -24,7 +24,6 @@ from typing import ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.distributions import (
     Bernoulli,
     Beta,
@@ -260,7 +259,7 @@ FAMILIES: dict[str, Family] = {
 
 
 @dataclass(frozen=True)
-class _Group:
+class ColumnGroup:
     """Columns sharing one family (one categorical column per group): a single distribution."""
 
     family: Family
@@ -271,7 +270,7 @@ class _Group:
 class _ColumnsSupport(constraints.Constraint):
     """Entry-wise support of a row: each column's own; NaN (missing) is allowed."""
 
-    def __init__(self, groups: Sequence[_Group]) -> None:
+    def __init__(self, groups: Sequence[ColumnGroup]) -> None:
         super().__init__()
         self.groups = groups
 
@@ -303,7 +302,7 @@ class Columns(Distribution):
     has_rsample = False
     handles_missing = True  # NaN entries are masked out of log_prob
 
-    def __init__(self, groups: Sequence[_Group], num_columns: int) -> None:
+    def __init__(self, groups: Sequence[ColumnGroup], num_columns: int) -> None:
         self.groups = list(groups)
         batch_shape = self.groups[0].dist.batch_shape[:-1]
         super().__init__(batch_shape, torch.Size([num_columns]), validate_args=False)
@@ -353,70 +352,3 @@ class Columns(Distribution):
     @property
     def mean(self) -> torch.Tensor:
         return self.points(self.summaries())
-
-
-class ColumnsHead(nn.Module):
-    """Hidden features -> :class:`Columns`: one family per column of a table.
-
-    Args:
-        in_dim: size of the hidden features ``h``.
-        families: the family name of each column, e.g. ``["gamma", "normal", "categorical"]``.
-        num_categories: number of classes of each column (used by categorical columns only).
-        init_values: optional observed values of each column (rescaled as modelled, NaN for
-            missing); the output biases are set to the moment-matched marginal fit.
-
-    Example:
-        >>> head = ColumnsHead(16, ["gamma", "normal", "categorical"], [0, 0, 3])
-        >>> head(torch.zeros(5, 16)).log_prob(torch.tensor([[1.0, float("nan"), 2.0]])).shape
-        torch.Size([5])
-    """
-
-    def __init__(
-        self,
-        in_dim: int,
-        families: Sequence[str],
-        num_categories: Sequence[int] | None = None,
-        init_values: Sequence[np.ndarray] | None = None,
-    ) -> None:
-        super().__init__()
-        unknown = sorted(set(families) - set(FAMILIES))
-        if unknown:
-            raise ValueError(f"unknown families {unknown}; choose from {sorted(FAMILIES)}")
-        num_categories = list(num_categories or [0] * len(families))
-        self.in_dim, self.out_dim = in_dim, len(families)
-        # Groups: all columns of a family together, each categorical column on its own.
-        self._groups: list[tuple[str, list[int], int]] = []  # (family, columns, params each)
-        for name in FAMILIES:
-            columns = [j for j, f in enumerate(families) if f == name]
-            if name == "categorical":
-                self._groups += [(name, [j], num_categories[j]) for j in columns]
-            elif columns:
-                self._groups.append((name, columns, FAMILIES[name].num_params()))
-        sizes = [len(columns) * size for _, columns, size in self._groups]
-        self.params = nn.Linear(in_dim, sum(sizes))
-        self._sizes = sizes
-        for _, columns, _ in self._groups:
-            self.register_buffer(f"_index_{columns[0]}", torch.tensor(columns), persistent=False)
-        if init_values is not None:
-            self._init_biases(init_values, num_categories)
-
-    @torch.no_grad()
-    def _init_biases(self, values: Sequence[np.ndarray], num_categories: list[int]) -> None:
-        biases = []
-        for name, columns, _ in self._groups:
-            for j in columns:
-                observed = np.asarray(values[j], dtype=np.float64)
-                observed = observed[~np.isnan(observed)]
-                biases += FAMILIES[name].initial_raw(observed, num_categories[j])
-        # Groups store parameters column-major within a group: (n, P) -> flattened.
-        self.params.bias.copy_(torch.tensor(biases, dtype=self.params.bias.dtype))
-        self.params.weight.mul_(0.1)  # start near the marginal fit
-
-    def forward(self, h: torch.Tensor) -> Columns:
-        raw = self.params(h).split(self._sizes, dim=-1)
-        groups = []
-        for (name, columns, size), part in zip(self._groups, raw, strict=True):
-            index = getattr(self, f"_index_{columns[0]}")
-            params = part.reshape(*part.shape[:-1], len(columns), size)
-            groups.append(_Group(FAMILIES[name], index, FAMILIES[name].distribution(params)))
-        return Columns(groups, self.out_dim)

@@ -21,8 +21,7 @@ from torch import nn
 from .checkpoint import load_json, load_weights, save_json, save_weights
 from .errors import CheckpointError, DataError
 from .evaluation import encode_means, log_px
-from .families import ColumnsHead
-from .heads import NormalHead
+from .heads import ColumnsHead, NormalHead
 from .imputation import impute, multiple_imputations
 from .model import VAE
 from .networks import ACTIVATIONS, MLP, MaskedInput
