@@ -26,11 +26,11 @@ def _row_batches(x: torch.Tensor, batch_size: int) -> Iterator[tuple[int, torch.
 
 
 def _proposals(model: VAE, x: torch.Tensor, num_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``z (K, B, L)`` from q(z|x_obs) and normalized importance weights ``(K, B)``."""
+    """``z (K, B, L)`` from q(z|x_obs) and normalized log importance weights ``(K, B)``."""
     qz = model.encode(x)
     z = qz.sample((num_samples,))
     log_w = model.decode(z).log_prob(x) + model.prior().log_prob(z) - qz.log_prob(z)
-    return z, torch.softmax(log_w, dim=0)
+    return z, torch.log_softmax(log_w, dim=0)
 
 
 def _columns(model: VAE, z: torch.Tensor) -> Columns:
@@ -69,9 +69,9 @@ def impute(
     out = x.clone()
     for begin, rows in _row_batches(x, batch_size):
         if importance:
-            z, weights = _proposals(model, rows, num_samples)
+            z, log_weights = _proposals(model, rows, num_samples)
             px = _columns(model, z)
-            w = weights[..., None, None]  # (K, B, 1, 1) against summaries (K, B, n, E)
+            w = log_weights.exp()[..., None, None]  # (K, B, 1, 1) against summaries (K, B, n, E)
             filled = px.points([(w * s).sum(0) for s in px.summaries()])
         else:
             filled = _columns(model, model.encode(rows).mean).mean
@@ -104,8 +104,9 @@ def multiple_imputations(
     out = x.expand(num_imputations, *x.shape).clone()
     for begin, rows in _row_batches(x, batch_size):
         if importance:
-            z, weights = _proposals(model, rows, num_samples)  # (K, B, L), (K, B)
-            chosen = torch.multinomial(weights.T, num_imputations, replacement=True)  # (B, m)
+            z, log_weights = _proposals(model, rows, num_samples)  # (K, B, L), (K, B)
+            weights = log_weights.exp().T  # (B, K)
+            chosen = torch.multinomial(weights, num_imputations, replacement=True)  # (B, m)
             z = z.gather(0, chosen.T[..., None].expand(-1, -1, z.shape[-1]))  # (m, B, L)
         else:
             z = model.encode(rows).sample((num_imputations,))
@@ -113,3 +114,35 @@ def multiple_imputations(
         block = out[:, begin : begin + rows.shape[0]]
         block.copy_(torch.where(torch.isnan(rows), draws, rows))
     return out
+
+
+@torch.no_grad()
+def heldout_log_likelihood(
+    model: VAE,
+    x: torch.Tensor,
+    heldout: torch.Tensor,
+    *,
+    num_samples: int = 20,
+    batch_size: int = 256,
+) -> float:
+    """Mean log p(x_held | x_obs) per held-out entry, in nats: how well the model imputes.
+
+    ``log p(x_held | x_obs) ~= log sum_i w~_i p(x_held | z_i)`` with the self-normalized
+    weights of proposals from q(z|x_obs). Used to choose when to stop training a model for
+    imputation (:class:`aevb.TabularVAE`): the likelihood of whole held-out rows can peak long
+    before the imputations of the training rows stop improving.
+
+    Args:
+        x: ``(n, num_columns)`` rows as seen in training (held-out entries are NaN).
+        heldout: ``(n, num_columns)`` the held-out values, NaN everywhere else.
+    """
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    for begin, rows in _row_batches(x, batch_size):
+        z, log_weights = _proposals(model, rows, num_samples)
+        held = heldout[begin : begin + rows.shape[0]]
+        log_p_held = model.decode(z).log_prob(held)  # (K, B): only the held-out entries
+        total += float(torch.logsumexp(log_weights + log_p_held, dim=0).double().sum())
+    model.train(was_training)
+    return total / max(int((~torch.isnan(heldout)).sum()), 1)

@@ -58,8 +58,11 @@ class MaskedInput(nn.Module):
     what was observed (zero imputation plus mask, as in MIWAE; Mattei & Frellsen 2019).
 
     Args:
-        num_categories: per column, 0 for a numeric column (passed through) or the number of
+        num_categories: per column, 0 for a numeric column (standardized) or the number of
             classes of a categorical column (one-hot encoded from its integer code).
+        loc, scale: per column, numeric values enter as ``(x - loc) / scale`` (saved with
+            the weights); set them to the observed mean and standard deviation so that no
+            input dwarfs the others (counts, positive amounts).
 
     Shapes:
         ``(*batch, num_columns)`` with NaN for missing -> ``(*batch, out_dim)``.
@@ -67,9 +70,19 @@ class MaskedInput(nn.Module):
 
     _categorical: torch.Tensor
     _offsets: torch.Tensor
+    loc: torch.Tensor
+    scale: torch.Tensor
 
-    def __init__(self, num_categories: Sequence[int]) -> None:
+    def __init__(
+        self,
+        num_categories: Sequence[int],
+        loc: Sequence[float] | None = None,
+        scale: Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
+        columns = len(num_categories)
+        self.register_buffer("loc", torch.tensor(loc if loc is not None else [0.0] * columns))
+        self.register_buffer("scale", torch.tensor(scale if scale is not None else [1.0] * columns))
         sizes = [max(int(c), 1) for c in num_categories]
         self.out_dim = sum(sizes) + len(sizes)
         offsets = torch.tensor([0, *sizes[:-1]]).cumsum(0)
@@ -81,9 +94,10 @@ class MaskedInput(nn.Module):
         missing = torch.isnan(x)
         filled = torch.where(missing, torch.zeros_like(x), x)
         categorical = self._categorical.expand_as(x)
+        standardized = (filled - self.loc) / self.scale
         # Numeric values sit at their column's offset, a label's 1 at offset + code.
         position = self._offsets + torch.where(categorical, filled.long(), 0)
-        value = torch.where(categorical, torch.ones_like(x), filled)
+        value = torch.where(categorical, torch.ones_like(x), standardized)
         value = torch.where(missing, torch.zeros_like(x), value)
         features = x.new_zeros(*x.shape[:-1], self._width).scatter_(-1, position, value)
         return torch.cat([features, missing.to(x.dtype)], dim=-1)

@@ -22,7 +22,7 @@ from .checkpoint import load_json, load_weights, save_json, save_weights
 from .errors import CheckpointError, DataError
 from .evaluation import encode_means, log_px
 from .heads import ColumnsHead, NormalHead
-from .imputation import impute, multiple_imputations
+from .imputation import heldout_log_likelihood, impute, multiple_imputations
 from .model import VAE
 from .networks import ACTIVATIONS, MLP, MaskedInput
 from .objectives import elbo, iwae_bound
@@ -45,7 +45,12 @@ def tabular_vae(
         init_values: ``(n, num_columns)`` rows as modelled (NaN for missing); when given,
             the decoder's output biases start at each column's moment-matched marginal fit.
     """
-    masked = MaskedInput(schema.num_categories)
+    loc = scale = None
+    if init_values is not None:  # numeric inputs standardized by their observed moments
+        pairs = list(zip(init_values.T, schema.num_categories, strict=True))
+        loc = [float(v.nanmean()) if c == 0 else 0.0 for v, c in pairs]
+        scale = [_nanstd(v) if c == 0 else 1.0 for v, c in pairs]
+    masked = MaskedInput(schema.num_categories, loc, scale)
     encoder_body = MLP(masked.out_dim, hidden_dims, activation)
     decoder_body = MLP(latent_dim, tuple(reversed(hidden_dims)), activation)
     columns = None if init_values is None else list(init_values.double().numpy().T)
@@ -67,9 +72,11 @@ class TabularVAE:
         hidden_dims: encoder widths; the decoder mirrors them.
         families: per-column family overrides, e.g. ``{"income": "lognormal"}``.
         k: importance samples in the training objective; ``k > 1`` trains on the IWAE bound
-            of the observed entries with the DReG gradient (MIWAE, Mattei & Frellsen 2019).
-        epochs, batch_size, lr, patience: as in :class:`aevb.Trainer`; ``valid_fraction`` of
-            the rows is held out for early stopping (0: train on all rows for ``epochs``).
+            of the observed entries with the DReG gradient (MIWAE, Mattei & Frellsen 2019);
+            ``k=1`` is the ELBO (faster per epoch).
+        epochs, batch_size, lr, patience: as in :class:`aevb.Trainer`.
+        valid_fraction: fraction of the observed entries held out to choose when to stop
+            (see :meth:`fit`); 0 trains on every entry for ``epochs`` epochs.
         max_categories: more labels than this in a text column is an error.
         seed: seeds the split, the initialization and training.
         progress: show the trainer's progress bar.
@@ -91,12 +98,12 @@ class TabularVAE:
         latent_dim: int | None = None,
         hidden_dims: Sequence[int] = (128, 128),
         families: Mapping[str, str] | None = None,
-        k: int = 1,
+        k: int = 20,
         activation: str = "relu",
-        epochs: int = 500,
+        epochs: int = 2000,
         batch_size: int = 64,
         lr: float = 1e-3,
-        patience: int | None = 50,
+        patience: int | None = 100,
         valid_fraction: float = 0.1,
         kl_warmup_epochs: int = 0,
         max_categories: int = 50,
@@ -130,30 +137,39 @@ class TabularVAE:
     # -- fitting ----------------------------------------------------------------------------
 
     def fit(self, frame: pd.DataFrame) -> TabularVAE:
-        """Infer the schema, build the model and train it on the observed entries."""
+        """Infer the schema, build the model and train it on the observed entries.
+
+        ``valid_fraction`` of the observed entries (never a row's last one) are hidden from
+        training; after every epoch their predictive log-likelihood log p(x_held | x_obs)
+        is computed, and training stops ``patience`` epochs after its best value, keeping
+        the weights of that epoch. The criterion measures imputation, which keeps improving
+        long after the likelihood of whole held-out rows has peaked on small tables.
+        """
         p = self.params
         schema = Schema.infer(frame, p["families"], max_categories=p["max_categories"])
         x = schema.to_tensor(frame)
         torch.manual_seed(p["seed"])
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(p["seed"]))
-        num_valid = round(len(x) * p["valid_fraction"])
-        train, valid = x[order[num_valid:]], x[order[:num_valid]] if num_valid else None
+        train, heldout = _hold_out_entries(x, p["valid_fraction"], p["seed"])
         latent_dim = p["latent_dim"] or min(16, max(2, len(schema.columns) // 2))
         self.schema_, self.params["latent_dim"] = schema, latent_dim
         self.model_ = self._build(init_values=train)
         objective = functools.partial(iwae_bound, k=p["k"], gradient="dreg") if p["k"] > 1 else elbo
+        validate = None
+        if heldout is not None:
+            validate = functools.partial(heldout_log_likelihood, x=train, heldout=heldout)
         trainer = Trainer(
             self.model_,
             objective=objective,
             lr=p["lr"],
             batch_size=p["batch_size"],
             max_epochs=p["epochs"],
-            patience=p["patience"] if valid is not None else None,
+            patience=p["patience"],
             kl_warmup_epochs=p["kl_warmup_epochs"],
             seed=p["seed"],
             progress=self.progress,
+            validate=validate,
         )
-        self.history_ = trainer.fit(train, valid)
+        self.history_ = trainer.fit(train)
         self.model_.eval()
         return self
 
@@ -226,9 +242,7 @@ class TabularVAE:
         for name in filled.columns:
             holes = frame[name].isna()
             if holes.any():
-                column = out[name].astype(filled[name].dtype) if holes.all() else out[name]
-                column = column.mask(holes, filled[name])
-                out[name] = column
+                out[name] = out[name].mask(holes, filled[name])
         return out
 
     def score_samples(self, frame: pd.DataFrame, *, k: int = 1000) -> np.ndarray:
@@ -272,6 +286,29 @@ class TabularVAE:
         load_weights(model, folder / "model.safetensors")
         vae.model_ = model.eval()
         return vae
+
+
+def _nanstd(values: torch.Tensor) -> float:
+    observed = values[~torch.isnan(values)].double()
+    std = float(observed.std(unbiased=False)) if observed.numel() > 1 else 0.0
+    return std if std > 0 else 1.0
+
+
+def _hold_out_entries(
+    x: torch.Tensor, fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Hide ``fraction`` of the observed entries (keeping one per row): (train, held-out)."""
+    if fraction <= 0:
+        return x, None
+    generator = torch.Generator().manual_seed(seed)
+    observed = ~torch.isnan(x)
+    held = observed & (torch.rand(x.shape, generator=generator) < fraction)
+    # A row keeps at least its first observed entry, so nothing becomes an empty row.
+    first = observed.float().argmax(1)
+    emptied = (held == observed).all(1)
+    held[emptied, first[emptied]] = False
+    nan = torch.full_like(x, float("nan"))
+    return torch.where(held, nan, x), torch.where(held, x, nan)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

@@ -67,6 +67,10 @@ class Trainer:
         progress: show a live bar with the batch ELBO and KL, and one line per epoch.
         callbacks: called as ``callback(trainer)`` when ``fit`` starts and after every
             optimizer step (e.g. :class:`LatentSnapshots`).
+        validate: ``validate(model) -> float``, a score to maximize computed after every
+            epoch (recorded as ``valid_score``); when given, it replaces the validation
+            bound for early stopping and model selection (e.g. the predictive likelihood of
+            held-out table entries, :func:`aevb.imputation.heldout_log_likelihood`).
 
     Example:
         >>> trainer = Trainer(model, lr=1e-3, max_epochs=50, patience=5)  # doctest: +SKIP
@@ -93,6 +97,7 @@ class Trainer:
         progress: bool = True,
         eval_batch_size: int = 1000,
         callbacks: Sequence[Callable[[Trainer], None]] = (),
+        validate: Callable[[VAE], float] | None = None,
     ) -> None:
         if batch_size < 1 or max_epochs < 0 or lr <= 0:
             raise ValueError("batch_size and max_epochs must be positive and lr > 0")
@@ -103,6 +108,7 @@ class Trainer:
         self.clip_grad_norm, self.seed, self.progress = clip_grad_norm, seed, progress
         self.max_seconds = max_seconds
         self.eval_batch_size, self.callbacks = eval_batch_size, list(callbacks)
+        self.validate = validate
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.epoch = self.step = self.bad_epochs = 0
         self.best_valid = -math.inf
@@ -150,11 +156,13 @@ class Trainer:
             if valid is not None:
                 scores = evaluate(self.model, valid, self.eval_batch_size, self.objective)
                 record.update(_prefixed("valid", scores))
+            if self.validate is not None:
+                record["valid_score"] = self.validate(self.model)
             record["seconds"] = time.perf_counter() - start
             self.epoch += 1
             for group in self.optimizer.param_groups:
                 group["lr"] *= self.lr_decay
-            self._end_epoch(record, valid is not None)
+            self._end_epoch(record)
         if self._best_state is not None:
             self.model.load_state_dict(self._best_state)
         return self.history
@@ -206,18 +214,22 @@ class Trainer:
         }
 
     def _should_stop(self, valid: torch.Tensor | None) -> bool:
-        return valid is not None and self.patience is not None and self.bad_epochs >= self.patience
+        has_valid = valid is not None or self.validate is not None
+        return has_valid and self.patience is not None and self.bad_epochs >= self.patience
 
-    def _end_epoch(self, record: dict[str, Any], has_valid: bool) -> None:
-        improved = not has_valid or record["valid_elbo"] > self.best_valid
+    def _end_epoch(self, record: dict[str, Any]) -> None:
+        key = "valid_score" if "valid_score" in record else "valid_elbo"
+        has_valid = key in record
+        improved = not has_valid or record[key] > self.best_valid
         if has_valid and improved:
-            self.best_valid = record["valid_elbo"]
+            self.best_valid = record[key]
         self.bad_epochs = 0 if improved else self.bad_epochs + 1
         if improved:
             self._best_state = copy.deepcopy(self.model.state_dict())
         self.history.append(record)
         if self.progress:
-            shown = {k: record[k] for k in ("train_elbo", "train_kl", "valid_elbo") if k in record}
+            names = ("train_elbo", "train_kl", "valid_elbo", "valid_score")
+            shown = {k: record[k] for k in names if k in record}
             tqdm.write(
                 f"epoch {record['epoch']:>4}  "
                 + "  ".join(f"{k} {v:9.3f}" for k, v in shown.items())
