@@ -7,7 +7,7 @@ seed. Every method sees the same holes; errors are measured on the hidden entrie
 RMSE on continuous columns standardized by the full table's mean and standard deviation,
 and accuracy on categorical columns (pooled over the table's columns).
 
-    .venv/bin/python bench/imputation.py                 # 3 seeds, all tables (a few minutes)
+    .venv/bin/python bench/imputation.py                 # 3 seeds, all tables (~8 min)
     .venv/bin/python bench/imputation.py --seeds 1 --tables wine
 """
 

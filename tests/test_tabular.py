@@ -219,11 +219,12 @@ def test_cli_impute_fits_saves_and_reuses(tmp_path: Path) -> None:
     frame = mixed_frame(120)
     write_table(frame, tmp_path / "table.csv")
     done = _aevb(
-        "impute", "table.csv", "--out", "filled.parquet", "--epochs", "3", "--quiet",
+        "impute", "table.csv", "--out", "filled.parquet", "--epochs", "3",
         "--family", "count=poisson", "--save-model", "model", cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "poisson" in done.stdout and "filled 6 missing entries" in done.stdout
+    assert "kept epoch" in done.stdout
     filled = read_table(tmp_path / "filled.parquet")
     assert not filled.isna().any().any() and len(filled) == 120
     again = _aevb(

@@ -186,10 +186,10 @@ def _impute(args: argparse.Namespace) -> int:
             k=args.k,
             epochs=args.epochs,
             seed=args.seed,
-            progress=not args.quiet,
+            progress=args.progress,
         )
         vae.fit(table)
-        print(f"trained {len(vae.history_)} epochs on {len(table)} rows")
+        print(f"trained {len(vae.history_)} epochs on {len(table)} rows{_best(vae.history_)}")
     assert vae.schema_ is not None
     print(vae.schema_.describe())
     holes = int(table[vae.schema_.names].isna().to_numpy().sum())
@@ -207,6 +207,14 @@ def _impute(args: argparse.Namespace) -> int:
         vae.save(args.save_model)
         print(f"model saved to {args.save_model}")
     return 0
+
+
+def _best(history: list[dict[str, Any]]) -> str:
+    scores = [record["valid_score"] for record in history if "valid_score" in record]
+    if not scores:
+        return ""
+    best = int(np.argmax(scores))
+    return f"; kept epoch {best + 1}: held-out entries {scores[best]:.3f} nats each"
 
 
 def _key_value(item: str) -> tuple[str, str]:
@@ -320,9 +328,11 @@ def _parser() -> argparse.ArgumentParser:
     impute.add_argument("--no-importance", action="store_true", help="trust q as the posterior")
     impute.add_argument("--latent-dim", type=int, help="size of z (default: columns / 2)")
     impute.add_argument("--k", type=int, default=20, help="importance samples when training")
-    impute.add_argument("--epochs", type=int, default=500)
+    impute.add_argument(
+        "--epochs", type=int, default=2000, help="at most (stops on held-out entries)"
+    )
     impute.add_argument("--seed", type=int, default=0)
-    impute.add_argument("--quiet", action="store_true", help="no progress bar")
+    impute.add_argument("--progress", action="store_true", help="show a line per epoch")
     return parser
 
 
