@@ -6,7 +6,7 @@ The generating density is known, so the fitted model's held-out log p(x) (import
 sampled, in the data's own units) is compared with the true log-density, row by row on the
 same held-out rows. Writes the fitted marginals over the true densities as a figure.
 
-    .venv/bin/python bench/three_variables.py            # ~20 s on 2 cores
+    .venv/bin/python bench/three_variables.py            # ~1 min on 2 cores
 """
 
 from __future__ import annotations
