@@ -136,7 +136,7 @@ class Schema:
                 )
             if name in families:
                 spec = ColumnSpec(str(name), families[name], str(series.dtype), reason="given")
-                if spec.family in ("categorical",):
+                if spec.family == "categorical":
                     spec.categories = _categories(series)
             else:
                 spec = _infer_column(series, observed)
