@@ -22,11 +22,13 @@ from .evaluation import (
     log_px,
 )
 from .families import FAMILIES, Columns
+from .flows import PlanarFlowHead, PlanarFlowNormal
 from .heads import (
     BernoulliHead,
     CategoricalHead,
     ColumnsHead,
     ContinuousBernoulliHead,
+    FullCovarianceNormalHead,
     LaplaceHead,
     NormalHead,
 )
@@ -57,6 +59,7 @@ __all__ = [
     "DataError",
     "Dataset",
     "ELBOTerms",
+    "FullCovarianceNormalHead",
     "LaplaceHead",
     "LatentSnapshots",
     "LearnedNormalPrior",
@@ -64,6 +67,8 @@ __all__ = [
     "MaskedInput",
     "MixturePrior",
     "NormalHead",
+    "PlanarFlowHead",
+    "PlanarFlowNormal",
     "Run",
     "Schema",
     "StandardNormalPrior",

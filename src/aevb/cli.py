@@ -24,6 +24,7 @@ from .config import SECTIONS, RunConfig, load_config, override
 from .data import NAMED_DATASETS, load_dataset
 from .errors import AevbError, DataError
 from .evaluation import summarize
+from .inference import fit_local, inference_gaps
 from .plots import interleave, save_image_grid
 from .report import FIGURES, draw_figures, write_report
 from .runs import Run, load_run, load_run_data, train_run
@@ -82,8 +83,24 @@ def _sample(args: argparse.Namespace) -> int:
 def _encode(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     x = _run_input(run, args.data)
+    if args.refine or run.metrics.get("inference") == "mean-field":
+        # semi-amortized: K steps from the encoder; a mean-field run fits q from the prior
+        mean_field = run.metrics.get("inference") == "mean-field"
+        fitted = fit_local(
+            run.model,
+            x,
+            init="prior" if mean_field else "encoder",
+            steps=args.refine or 2000,
+            tol=1e-3 if mean_field and not args.refine else None,
+            lr=args.refine_lr,
+        )
+        qz = fitted.distribution()
+        assert fitted.elbo is not None
+        print(f"fitted q(z) per example: {fitted.steps} steps, ELBO {fitted.elbo.mean():.3f}")
+    else:
+        with torch.no_grad():
+            qz = run.model.encode(x)
     with torch.no_grad():
-        qz = run.model.encode(x)
         table = torch.cat([qz.mean, qz.stddev], dim=1)
     out = Path(args.out or run.path / "latents.csv")
     names = [f"loc_{j}" for j in range(run.model.latent_dim)]
@@ -119,6 +136,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         ]
     x = data.x[: args.num] if args.num else data.x
     run.model.check_data(x)
+    if args.gaps:
+        return _gaps(args, run, x)
     summary = summarize(run.model, x, k=args.k, seed=args.seed)
     summary["data"] = args.data or f"{run.config.data.source} ({args.split} split)"
     out = Path(args.out or run.path / "evaluation.json")
@@ -127,6 +146,29 @@ def _evaluate(args: argparse.Namespace) -> int:
     for warning in summary["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {out}; report: {write_report(run)}")
+    return 0
+
+
+def _gaps(args: argparse.Namespace, run: Run, x: torch.Tensor) -> int:
+    torch.manual_seed(args.seed)
+    families = [f for f in args.families.split(",") if f]
+    steps = [int(k) for k in args.refine_steps.split(",") if k]
+    gaps = inference_gaps(run.model, x, families=families, refine_steps=steps, k=args.k)
+    summary = gaps.summary()
+    print(f"inference gaps on {len(x)} examples, nats per example (Cremer et al. 2018)")
+    print(f"  log p(x), IS k={args.k}{summary['log_px']:>28.3f}")
+    print(f"  ELBO, amortized q(z|x){summary['elbo_amortized']:>26.3f}")
+    for k in steps:
+        closed = summary.get(f"amortization_gap_closed_by_{k}", float("nan"))
+        value = summary[f"elbo_refined_{k}"]
+        print(f"  ELBO, semi-amortized K={k:<5}{value:>20.3f}   ({closed:.0%} of the gap)")
+    for family in families:
+        print(f"  ELBO, q* {family:<16}{summary[f'elbo_optimal_{family}']:>24.3f}")
+        print(f"    approximation gap{summary[f'approximation_gap_{family}']:>31.3f}")
+        print(f"    amortization gap{summary[f'amortization_gap_{family}']:>32.3f}")
+    out = Path(args.out or run.path / "gaps.json")
+    save_json(summary, out)
+    print(f"wrote {out}")
     return 0
 
 
@@ -282,6 +324,10 @@ def _parser() -> argparse.ArgumentParser:
     encode.add_argument("run", type=Path, help="run folder")
     encode.add_argument("--data", help="data file or name (default: the run's data)")
     encode.add_argument("--out", type=Path, help=".csv or .npy (default RUN/latents.csv)")
+    encode.add_argument(
+        "--refine", type=int, default=0, help="K gradient steps on each q from the encoder's"
+    )
+    encode.add_argument("--refine-lr", type=float, default=1e-2, help="Adam step size")
 
     reconstruct = commands.add_parser("reconstruct", help="decode E_q[z|x] for data")
     reconstruct.set_defaults(command=_reconstruct)
@@ -298,6 +344,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--num", type=int, help="only the first NUM examples")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--out", type=Path, help="JSON file (default RUN/evaluation.json)")
+    evaluate.add_argument(
+        "--gaps", action="store_true", help="approximation and amortization gaps instead"
+    )
+    evaluate.add_argument("--families", default="diagonal,full,planar", help="q* families")
+    evaluate.add_argument("--refine-steps", default="10,100", help="semi-amortized K values")
 
     plot = commands.add_parser("plot", help="draw a run's figures and rewrite its report.html")
     plot.set_defaults(command=_plot)

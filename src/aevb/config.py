@@ -34,13 +34,16 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .flows import PlanarFlowHead
 from .heads import (
     BernoulliHead,
     CategoricalHead,
     ContinuousBernoulliHead,
+    FullCovarianceNormalHead,
     LaplaceHead,
     NormalHead,
 )
+from .inference import semi_amortized_elbo
 from .model import VAE, mlp_vae
 from .networks import ACTIVATIONS
 from .objectives import IWAE_GRADIENTS, ELBOTerms, elbo, iwae_bound
@@ -73,6 +76,7 @@ class ModelConfig:
     activation: str = "relu"
     prior: str = "standard-normal"
     prior_components: int | None = None  # mixture: 10, vamp: 500 pseudo-inputs
+    posterior: str = "diagonal"  # q(z|x): diagonal, full (covariance), planar (flow)
     likelihood_scale: float = 0.1
     num_categories: int = 256
 
@@ -101,6 +105,11 @@ class TrainConfig:
     snapshot_every: int = 50
     max_minutes: float | None = None  # stop after the epoch that passes this wall time
     init_from: str | None = None  # a run folder whose model.safetensors starts training
+    inference: str = "amortized"  # or mean-field: per-example q, the encoder unused
+    local_lr: float = 0.01  # mean-field: Adam step size of the per-example parameters
+    refine_steps: int = 0  # semi-amortized training: gradient steps on q from the encoder
+    refine_lr: float = 0.1
+    refine_differentiable: bool = False  # train the encoder through the steps (SA-VAE)
 
 
 @dataclass(frozen=True)
@@ -127,6 +136,12 @@ PRIORS: dict[str, Callable[[ModelConfig, int, nn.Module], nn.Module]] = {
     "vamp": lambda c, d, e: VampPrior(e, d, c.prior_components or 500),
 }
 OBJECTIVES = {"elbo": elbo, "iwae": iwae_bound}
+POSTERIORS: dict[str, Callable[[int, int], nn.Module]] = {
+    "diagonal": NormalHead,
+    "full": FullCovarianceNormalHead,
+    "planar": PlanarFlowHead,
+}
+INFERENCE = ("amortized", "mean-field")
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
@@ -141,6 +156,8 @@ _CHOICES: dict[str, Mapping[str, object]] = {
     "prior": PRIORS,
     "optimizer": OPTIMIZERS,
     "activation": ACTIVATIONS,
+    "posterior": POSTERIORS,
+    "inference": dict.fromkeys(INFERENCE),
 }
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
@@ -284,6 +301,7 @@ def build_model(config: ModelConfig, data_dim: int) -> VAE:
         config.hidden_dims,
         likelihood=LIKELIHOODS[config.likelihood](config),
         activation=ACTIVATIONS[config.activation],
+        posterior=POSTERIORS[config.posterior],
     )
     model.prior = PRIORS[config.prior](config, data_dim, model.encoder)
     return model
@@ -295,7 +313,14 @@ def build_trainer(
     """The :class:`aevb.Trainer` of a run, its objective configured from ``config.train``."""
     train = config.train
     objective: Callable[..., ELBOTerms]
-    if train.objective == "iwae":
+    if train.refine_steps > 0:
+        objective = functools.partial(
+            semi_amortized_elbo,
+            steps=train.refine_steps,
+            lr=train.refine_lr,
+            differentiable=train.refine_differentiable,
+        )
+    elif train.objective == "iwae":
         objective = functools.partial(iwae_bound, k=train.k, gradient=train.iwae_gradient)
     else:
         objective = functools.partial(

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.distributions import Distribution
 
 from .kl import kl, kl_per_dim
 from .model import VAE
@@ -137,6 +138,7 @@ def log_px(
     max_rows: int = 1024,
     compile: bool = False,
     matmul_dtype: torch.dtype = torch.float32,
+    proposal: Callable[[slice], Distribution] | None = None,
 ) -> LogPx:
     """log p(x) ~= logsumexp_i [log p(x|z_i) + log p(z_i) - log q(z_i|x)] - log k.
 
@@ -157,6 +159,8 @@ def log_px(
         matmul_dtype: ``torch.bfloat16`` runs the decoder under bfloat16 autocast (matrix
             units; fp32 accumulation and log-likelihood); check its error against float32 on
             a subset before publishing figures computed with it.
+        proposal: ``rows -> q(z)`` for the examples ``x[rows]``, used instead of the encoder
+            (e.g. per-example fits, :meth:`aevb.inference.LocalPosterior.distribution`).
 
     Returns:
         :class:`LogPx` with per-example estimates and standard errors.
@@ -166,8 +170,9 @@ def log_px(
     log_likelihood = _decoder_log_likelihood(model, matmul_dtype)
     if compile:
         log_likelihood = torch.compile(log_likelihood, dynamic=False)
-    for batch in _batches(model, x, batch_size):
-        qz, pz = model.encode(batch), model.prior()
+    for begin, batch in enumerate(_batches(model, x, batch_size)):
+        rows = slice(begin * batch_size, begin * batch_size + batch.shape[0])
+        qz, pz = (proposal(rows) if proposal else model.encode(batch)), model.prior()
         peak = torch.full((batch.shape[0],), -math.inf, dtype=torch.float64, device=batch.device)
         sum_w = torch.zeros_like(peak)  # sum_i exp(log_w_i - peak)
         sum_w2 = torch.zeros_like(peak)  # sum_i exp(2 (log_w_i - peak))

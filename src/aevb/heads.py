@@ -29,6 +29,7 @@ from torch.distributions import (
     Distribution,
     Independent,
     Laplace,
+    MultivariateNormal,
     Normal,
 )
 
@@ -202,3 +203,39 @@ class ColumnsHead(nn.Module):
             params = part.reshape(*part.shape[:-1], len(columns), size)
             groups.append(ColumnGroup(FAMILIES[name], index, FAMILIES[name].distribution(params)))
         return Columns(groups, self.out_dim)
+
+
+class FullCovarianceNormalHead(nn.Module):
+    """Full-covariance Gaussian q(z|h) = N(z; mu(h), L(h) L(h)^T), a posterior head.
+
+    A richer q(z|x) than the diagonal :class:`NormalHead`: the lower-triangular Cholesky
+    factor ``L`` is a linear function of ``h``, and ``z = mu + L eps`` reparameterizes it
+    (Kingma & Welling 2019, "An Introduction to Variational Autoencoders", sec. 2.5.1).
+    The ``out_dim * (out_dim + 1) / 2`` raw entries fill the lower triangle row by row,
+    ``(0, 0), (1, 0), (1, 1), (2, 0), ...`` (``torch.tril_indices`` order); the diagonal goes
+    through softplus + ``min_scale`` so ``L`` is a valid Cholesky factor and the density stays
+    bounded, the strict lower part is used as is.
+
+    Args:
+        in_dim: size of the hidden features ``h``.
+        out_dim: size of z (``latent_dim``).
+        min_scale: lower bound on each diagonal entry of ``L``.
+
+    Returns (from ``forward``): a :class:`~torch.distributions.MultivariateNormal` with
+    ``batch_shape == h.shape[:-1]`` and ``event_shape == (out_dim,)``.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, min_scale: float = 1e-3) -> None:
+        super().__init__()
+        self.in_dim, self.out_dim, self.min_scale = in_dim, out_dim, min_scale
+        self.loc = nn.Linear(in_dim, out_dim)
+        self.raw_tril = nn.Linear(in_dim, out_dim * (out_dim + 1) // 2)
+
+    def forward(self, h: torch.Tensor) -> Distribution:
+        loc, raw = self.loc(h), self.raw_tril(h)
+        rows, cols = torch.tril_indices(self.out_dim, self.out_dim, device=raw.device)
+        tril = raw.new_zeros(*raw.shape[:-1], self.out_dim, self.out_dim)
+        tril[..., rows, cols] = raw
+        diagonal = _positive(tril.diagonal(0, -2, -1), self.min_scale)
+        tril = tril.tril(-1) + torch.diag_embed(diagonal)
+        return MultivariateNormal(loc, scale_tril=tril, validate_args=False)

@@ -116,6 +116,7 @@ def mlp_vae(
     likelihood: Callable[[int, int], nn.Module] = BernoulliHead,
     activation: type[nn.Module] = nn.ReLU,
     prior: nn.Module | None = None,
+    posterior: Callable[[int, int], nn.Module] = NormalHead,
 ) -> VAE:
     """A VAE whose encoder and decoder are MLP bodies with heads (decoder widths mirrored).
 
@@ -127,6 +128,8 @@ def mlp_vae(
             ``functools.partial(NormalHead, scale=0.1)``.
         activation: activation module class of both bodies.
         prior: p(z); ``StandardNormalPrior(latent_dim)`` by default.
+        posterior: head factory of q(z|x), ``(in_dim, latent_dim) -> head``: ``NormalHead``
+            (diagonal), ``FullCovarianceNormalHead`` or ``PlanarFlowHead``.
 
     Example:
         >>> model = mlp_vae(784, 50, (200, 200), activation=nn.Tanh)  # Burda et al. (2015)
@@ -134,7 +137,7 @@ def mlp_vae(
     encoder_body = MLP(data_dim, hidden_dims, activation)
     decoder_body = MLP(latent_dim, tuple(reversed(hidden_dims)), activation)
     return VAE(
-        nn.Sequential(encoder_body, NormalHead(encoder_body.out_dim, latent_dim)),
+        nn.Sequential(encoder_body, posterior(encoder_body.out_dim, latent_dim)),
         nn.Sequential(decoder_body, likelihood(decoder_body.out_dim, data_dim)),
         prior if prior is not None else StandardNormalPrior(latent_dim),
     )
