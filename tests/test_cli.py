@@ -181,3 +181,29 @@ def test_iwae_with_a_learned_prior_trains_saves_and_evaluates(tmp_path: Path, pr
     assert summary["mutual_info"] + summary["marginal_kl"] == pytest.approx(summary["average_kl"])
     assert summary["mutual_info"] <= np.log(180) + 1e-6
     assert "<h2>Evaluation</h2>" in (out / "report.html").read_text()
+
+
+def test_gaps_refine_and_richer_posteriors(tmp_path: Path) -> None:
+    out = tmp_path / "full"
+    aevb("train", "--out", out, "--posterior", "full", "--snapshot-every", "0", *SMALL)
+    result = aevb(
+        "evaluate", out, "--gaps", "--k", "50", "--num", "8", "--families", "diagonal,full",
+        "--refine-steps", "5",
+    )  # fmt: skip
+    assert "approximation gap" in result.stdout and "semi-amortized K=5" in result.stdout
+    gaps = json.loads((out / "gaps.json").read_text())
+    total = gaps["approximation_gap_full"] + gaps["amortization_gap_full"]
+    assert abs(total - gaps["total_gap"]) < 1e-5 and gaps["num_examples"] == 8
+    refined = aevb("encode", out, "--refine", "20", "--out", tmp_path / "z.csv")
+    assert "fitted q(z) per example: 20 steps" in refined.stdout
+    assert np.loadtxt(tmp_path / "z.csv", delimiter=",", skiprows=1).shape[1] == 6
+
+
+def test_mean_field_training_run(tmp_path: Path) -> None:
+    out = tmp_path / "mean-field"
+    result = aevb("train", "--out", out, "--inference", "mean-field", *SMALL)
+    assert "test ELBO" in result.stdout
+    facts = json.loads((out / "run.json").read_text())
+    assert facts["inference"] == "mean-field" and facts["test_fit_seconds"] > 0
+    encoded = aevb("encode", out, "--out", tmp_path / "z.csv")
+    assert "fitted q(z) per example" in encoded.stdout

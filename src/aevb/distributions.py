@@ -50,6 +50,11 @@ def detach(dist: Distribution) -> Distribution:
     if isinstance(dist, Independent):
         return Independent(detach(dist.base_dist), dist.reinterpreted_batch_ndims)
     names = list(dist.arg_constraints)
+    if not names:
+        raise ValueError(
+            f"{type(dist).__name__} cannot be rebuilt with detached parameters, which the "
+            "STL and DReG gradients need: use the standard gradient with this family"
+        )
     given = [n for n in names if n in dist.__dict__]
     exclusive = [n for n in _PREFERRED if n in given]
     if exclusive:

@@ -120,9 +120,11 @@ class LocalPosterior:
                 raw = tril.tril(-1) + torch.diag_embed(_inverse_softplus(tril.diagonal(0, -2, -1)))
                 params["raw_tril"] = raw
         if family == "planar":
+            # Random unit w and u = log(e - 1) w / |w|^2 make every map the identity (û = 0).
             generator = torch.Generator().manual_seed(0)
-            small = torch.randn(n, num_flows, latent_dim, generator=generator, dtype=dtype) * 0.01
-            params.update(u=small.to(loc.device), w=small.roll(1, 0).to(loc.device))
+            w = torch.randn(n, num_flows, latent_dim, generator=generator, dtype=dtype)
+            w = (w / w.norm(dim=-1, keepdim=True)).to(loc.device)
+            params.update(u=math.log(math.e - 1) * w, w=w)
             params["b"] = torch.zeros(n, num_flows, dtype=dtype, device=loc.device)
         return cls(family, {k: v.clone().requires_grad_(True) for k, v in params.items()})
 
