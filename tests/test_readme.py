@@ -57,3 +57,13 @@ def test_tables_example_runs(tmp_path: Path) -> None:
     holes_left, same_dtypes, mean_score = result.stdout.strip().splitlines()[-1].split()
     assert holes_left == "0" and same_dtypes == "True"
     assert -40 < float(mean_score) < 0  # nats per penguin, in the data's own units
+
+
+def test_inference_example_runs(tmp_path: Path) -> None:
+    script = tmp_path / "inference.py"
+    script.write_text(_block("Trainer(model") + _block("inference_gaps(model"))
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert abs(float(result.stdout.strip().splitlines()[-1])) < 1e-4
