@@ -205,5 +205,5 @@ def test_mean_field_training_run(tmp_path: Path) -> None:
     assert "test ELBO" in result.stdout
     facts = json.loads((out / "run.json").read_text())
     assert facts["inference"] == "mean-field" and facts["test_fit_seconds"] > 0
-    encoded = aevb("encode", out, "--out", tmp_path / "z.csv")
+    encoded = aevb("encode", out, "--refine", "50", "--out", tmp_path / "z.csv")
     assert "fitted q(z) per example" in encoded.stdout
