@@ -26,7 +26,8 @@ from torch import nn
 
 from aevb import Trainer, evaluate, load_run, mlp_vae
 from aevb.data import load_dataset, split
-from aevb.inference import LocalPosterior, fit_local, fit_mean_field, inference_gaps, local_elbo
+from aevb.gaps import inference_gaps
+from aevb.inference import LocalPosterior, fit_local, fit_mean_field, local_elbo
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -10,13 +10,8 @@ from ppca import PPCA, LinearGaussianEncoder
 from scipy import stats
 
 from aevb import VAE, NormalHead, StandardNormalPrior
-from aevb.inference import (
-    fit_local,
-    fit_mean_field,
-    inference_gaps,
-    refine,
-    semi_amortized_elbo,
-)
+from aevb.gaps import inference_gaps
+from aevb.inference import fit_local, fit_mean_field, refine, semi_amortized_elbo
 
 
 def full_gaussian_elbo(ppca: PPCA, x: torch.Tensor, loc: np.ndarray, cov: np.ndarray) -> np.ndarray:

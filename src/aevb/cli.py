@@ -24,7 +24,8 @@ from .config import SECTIONS, RunConfig, load_config, override
 from .data import NAMED_DATASETS, load_dataset
 from .errors import AevbError, DataError
 from .evaluation import summarize
-from .inference import fit_local, inference_gaps
+from .gaps import inference_gaps
+from .inference import fit_local
 from .plots import interleave, save_image_grid
 from .report import FIGURES, draw_figures, write_report
 from .runs import Run, load_run, load_run_data, train_run
