@@ -19,15 +19,21 @@ def _block(marker: str) -> str:
     return next(block for block in BLOCKS if marker in block)
 
 
-def test_python_examples_run(tmp_path: Path) -> None:
+def _run_blocks(tmp_path: Path, *markers: str) -> list[str]:
+    """Run the README blocks containing ``markers``, in order, as one script; stdout lines."""
     script = tmp_path / "example.py"
-    script.write_text(_block("Trainer(model") + _block("continuing the example above"))
+    script.write_text("".join(_block(marker) for marker in markers))
     result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=600, check=False
     )
     assert result.returncode == 0, result.stderr
-    elbo, *_ = result.stdout.strip().splitlines()[-2].split()
-    log_px, surgery_residual = map(float, result.stdout.strip().splitlines()[-1].split())
+    return result.stdout.strip().splitlines()
+
+
+def test_python_examples_run(tmp_path: Path) -> None:
+    lines = _run_blocks(tmp_path, "Trainer(model", "continuing the example above")
+    elbo, *_ = lines[-2].split()
+    log_px, surgery_residual = map(float, lines[-1].split())
     assert -40 < float(elbo) < log_px < 0  # nats per 8x8 binary digit; ELBO < log p(x)
     assert abs(surgery_residual) < 1e-9
 
@@ -47,23 +53,14 @@ def test_add_a_likelihood_example_is_a_working_head() -> None:
 
 
 def test_tables_example_runs(tmp_path: Path) -> None:
-    script = tmp_path / "tables.py"
-    script.write_text(_block("palmerpenguins.load_penguins()"))
-    result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    assert "species" in result.stdout and "categorical" in result.stdout
-    holes_left, same_dtypes, mean_score = result.stdout.strip().splitlines()[-1].split()
+    lines = _run_blocks(tmp_path, "palmerpenguins.load_penguins()")
+    output = "\n".join(lines)
+    assert "species" in output and "categorical" in output
+    holes_left, same_dtypes, mean_score = lines[-1].split()
     assert holes_left == "0" and same_dtypes == "True"
     assert -40 < float(mean_score) < 0  # nats per penguin, in the data's own units
 
 
 def test_inference_example_runs(tmp_path: Path) -> None:
-    script = tmp_path / "inference.py"
-    script.write_text(_block("Trainer(model") + _block("inference_gaps(model"))
-    result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=600, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    assert abs(float(result.stdout.strip().splitlines()[-1])) < 1e-4
+    lines = _run_blocks(tmp_path, "Trainer(model", "inference_gaps(model")
+    assert abs(float(lines[-1])) < 1e-4

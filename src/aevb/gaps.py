@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from .evaluation import log_px
-from .inference import fit_local, local_elbo
+from .inference import fit_local, local_elbo, refine
 from .model import VAE
 
 
@@ -101,7 +101,7 @@ def inference_gaps(
     timings["elbo_amortized"] = time.perf_counter() - start
     refined = {}
     for steps in refine_steps:
-        fitted = fit_local(model, x, steps=steps, lr=lr, tol=None, eval_samples=eval_samples)
+        fitted = refine(model, x, steps, lr=lr, eval_samples=eval_samples)
         assert fitted.elbo is not None
         refined[steps] = fitted.elbo
         timings[f"refine_{steps}"] = fitted.seconds

@@ -253,10 +253,19 @@ def fit_local(
 
 
 def refine(
-    model: VAE, x: torch.Tensor, steps: int, *, lr: float = 1e-2, family: str = "diagonal"
+    model: VAE,
+    x: torch.Tensor,
+    steps: int,
+    *,
+    lr: float = 1e-2,
+    family: str = "diagonal",
+    eval_samples: int = 100,
 ) -> LocalPosterior:
     """Semi-amortized q: the encoder's q(z|x) refined by ``steps`` Adam steps on each ELBO_i."""
-    return fit_local(model, x, family=family, init="encoder", steps=steps, lr=lr, tol=None)
+    return fit_local(
+        model, x, family=family, init="encoder", steps=steps, lr=lr, tol=None,
+        eval_samples=eval_samples,
+    )  # fmt: skip
 
 
 def semi_amortized_elbo(
