@@ -48,6 +48,7 @@ from .model import VAE, mlp_vae
 from .networks import ACTIVATIONS
 from .objectives import IWAE_GRADIENTS, ELBOTerms, elbo, iwae_bound
 from .priors import LearnedNormalPrior, MixturePrior, StandardNormalPrior, VampPrior
+from .semisupervised import SemiSupervisedVAE, mlp_m2
 from .train import Trainer
 
 if sys.version_info >= (3, 11):
@@ -64,12 +65,19 @@ class DataConfig:
     binarize: float | None = None
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
+    labels: str | None = None  # m2/cvae: a column or a file; None: the dataset's own
+    num_labelled: int | None = None  # keep this many training labels (balanced), hide the rest
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """An MLP encoder and decoder with heads; ``likelihood`` names the decoder's head."""
+    """An MLP encoder and decoder with heads; ``likelihood`` names the decoder's head.
 
+    ``kind`` is ``vae``, ``m2`` (semi-supervised, labels partly observed) or ``cvae``
+    (conditional VAE, every label observed); see :mod:`aevb.semisupervised`.
+    """
+
+    kind: str = "vae"
     likelihood: str = "continuous-bernoulli"
     latent_dim: int = 2
     hidden_dims: tuple[int, ...] = (200, 200)
@@ -110,6 +118,8 @@ class TrainConfig:
     refine_steps: int = 0  # semi-amortized training: gradient steps on q from the encoder
     refine_lr: float = 0.1
     refine_differentiable: bool = False  # train the encoder through the steps (SA-VAE)
+    alpha: float = 1.0  # m2: weight of log q(y|x) on labelled data (paper: 0.1)
+    labelled_per_batch: int = 10  # m2: labelled rows added to every minibatch
 
 
 @dataclass(frozen=True)
@@ -142,6 +152,7 @@ POSTERIORS: dict[str, Callable[[int, int], nn.Module]] = {
     "planar": PlanarFlowHead,
 }
 INFERENCE = ("amortized", "mean-field")
+KINDS = ("vae", "m2", "cvae")
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
@@ -158,6 +169,7 @@ _CHOICES: dict[str, Mapping[str, object]] = {
     "activation": ACTIVATIONS,
     "posterior": POSTERIORS,
     "inference": dict.fromkeys(INFERENCE),
+    "kind": dict.fromkeys(KINDS),
 }
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
@@ -268,6 +280,8 @@ def _check_ranges(config: Any, where: str) -> None:
         "k",
         "prior_components",
         "max_minutes",
+        "num_labelled",
+        "labelled_per_batch",
     )
     for key in positive:
         value = getattr(config, key, 1)
@@ -280,6 +294,7 @@ def _check_ranges(config: Any, where: str) -> None:
         "valid_fraction",
         "test_fraction",
         "snapshot_every",
+        "alpha",
     )
     for key in nonnegative:
         if hasattr(config, key) and getattr(config, key) < 0:
@@ -305,6 +320,21 @@ def build_model(config: ModelConfig, data_dim: int) -> VAE:
     )
     model.prior = PRIORS[config.prior](config, data_dim, model.encoder)
     return model
+
+
+def build_semi_supervised(
+    config: ModelConfig, data_dim: int, num_classes: int
+) -> SemiSupervisedVAE:
+    """The M2 model (``kind = "m2"``) or conditional VAE (``"cvae"``) of a config."""
+    return mlp_m2(
+        data_dim,
+        num_classes,
+        config.latent_dim,
+        config.hidden_dims,
+        likelihood=LIKELIHOODS[config.likelihood](config),
+        activation=ACTIVATIONS[config.activation],
+        classifier=config.kind == "m2",
+    )
 
 
 def build_trainer(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .datasets import load_binarized_mnist, load_digits
@@ -50,13 +51,17 @@ class Dataset:
         return replace(self, x=self.x[index], y=y, splits=None)
 
 
-def load_dataset(source: str | Path, *, binarize: float | None = None) -> Dataset:
+def load_dataset(
+    source: str | Path, *, binarize: float | None = None, labels: str | None = None
+) -> Dataset:
     """Load a named dataset or a file, check it is finite, optionally binarize it.
 
     Args:
         source: a name from :data:`NAMED_DATASETS` or a path; ``file.npz:key`` picks an
             array from an ``.npz`` archive.
         binarize: threshold t: ``x >= t`` becomes 1, the rest 0 (``None`` keeps values).
+        labels: where the labels are, see :func:`with_labels` (``None``: the dataset's own,
+            if any; missing ones are then not an error).
 
     Raises:
         DataError: missing file, unknown format, wrong shape, NaN or infinite values.
@@ -67,16 +72,76 @@ def load_dataset(source: str | Path, *, binarize: float | None = None) -> Datase
         dataset = Dataset(x=x, y=y, image_shape=(8, 8), name=name)
     elif name == "binarized-mnist" or name.startswith("binarized-mnist:"):
         path = name.partition(":")[2] or None
-        x, labels, sizes = load_binarized_mnist(path)
-        dataset = Dataset(x, labels, (28, 28), "binarized-mnist", splits=sizes)
+        x, own_labels, sizes = load_binarized_mnist(path)
+        dataset = Dataset(x, own_labels, (28, 28), "binarized-mnist", splits=sizes)
     else:
         path, key = name.rsplit(":", 1) if ".npz:" in name else (name, None)
         array = load_array(Path(path), key=key)
         dataset = _to_dataset(array, Path(path).name)
+    if labels is not None:
+        dataset = with_labels(dataset, labels, source)
     check_finite(dataset.x, dataset.name)
     if binarize is not None:
         dataset = replace(dataset, x=(dataset.x >= binarize).to(dataset.x.dtype))
     return dataset
+
+
+def with_labels(dataset: Dataset, labels: str | None, source: str | Path | None = None) -> Dataset:
+    """Attach labels to ``dataset``: its own (``None``), a column of it, or a file.
+
+    Args:
+        labels: ``None`` keeps the dataset's own labels (e.g. binarized MNIST's); a column
+            index or CSV header name takes that column out of ``x`` as the label; otherwise a
+            file with one label per row (``.npy``, ``.csv``, ``file.npz:key``).
+        source: the data file, to look up a CSV header name.
+
+    Labels are integers from 0; NaN, negative values and 255 (the uint8 marker of
+    ``binarized_mnist.npz``) mean "unlabelled" and become -1.
+
+    Raises:
+        DataError: no labels at all, a length that does not match the rows, fractional labels.
+    """
+    if labels is None:
+        if dataset.y is None:
+            raise DataError(
+                f"{dataset.name} carries no labels: pass --labels with a column of the data or "
+                "a file holding one label per row"
+            )
+        return dataset
+    column = _column_index(labels, source)
+    if column is not None:
+        if not 0 <= column < dataset.x.shape[1]:
+            raise DataError(f"label column {column} is outside the data's {dataset.x.shape[1]}")
+        raw = dataset.x[:, column].double().numpy()
+        x = torch.cat([dataset.x[:, :column], dataset.x[:, column + 1 :]], dim=1)
+        dataset = replace(dataset, x=x, image_shape=None)
+    else:
+        path, key = labels.rsplit(":", 1) if ".npz:" in labels else (labels, None)
+        raw = load_array(Path(path), key=key).astype(np.float64)
+        if raw.ndim == 2 and raw.shape[1] == 1:
+            raw = raw[:, 0]
+        if raw.shape != (len(dataset),):
+            raise DataError(
+                f"{labels} holds labels of shape {raw.shape}, but the data have {len(dataset)} "
+                f"rows: give one label per row, in the data's order"
+            )
+    unknown = np.isnan(raw) | (raw < 0) | (raw == 255)
+    known = raw[~unknown]
+    if np.any(known != np.round(known)):
+        raise DataError(f"labels in {labels} must be whole numbers 0, 1, ...; found fractions")
+    y = np.where(unknown, -1, np.nan_to_num(raw)).astype(np.int64)
+    return replace(dataset, y=torch.as_tensor(y))
+
+
+def _column_index(labels: str, source: str | Path | None) -> int | None:
+    if labels.isdigit():
+        return int(labels)
+    if source is not None and str(source).endswith(".csv") and Path(source).exists():
+        with open(source) as file:
+            header = [cell.strip() for cell in file.readline().strip().split(",")]
+        if labels in header:
+            return header.index(labels)
+    return None
 
 
 def load_array(path: Path, *, key: str | None = None) -> np.ndarray:
@@ -130,16 +195,18 @@ def _load_csv(path: Path) -> np.ndarray:
         first = file.readline()
     try:
         [float(cell) for cell in first.strip().split(",") if cell.strip()]
-        skip = 0
+        header = None
     except ValueError:
-        skip = 1  # a header row
-    try:
-        return np.loadtxt(path, delimiter=",", skiprows=skip, dtype=np.float64, ndmin=2)
-    except ValueError as error:
+        header = 0  # a header row
+    frame = pd.read_csv(path, header=header)
+    text = [str(name) for name, kind in frame.dtypes.items() if not np.issubdtype(kind, np.number)]
+    if text:
         raise DataError(
-            f"{path} has a non-numeric or empty cell ({error}); aevb reads numeric CSV "
-            "columns: remove text columns or encode them as numbers"
-        ) from error
+            f"{path} has non-numeric cells in column(s) {', '.join(text)}; aevb reads numeric "
+            "CSV columns here: remove text columns or encode them as numbers (tables with "
+            "text columns: aevb impute)"
+        )
+    return frame.to_numpy(dtype=np.float64)  # empty cells are NaN
 
 
 def _load_idx(path: Path) -> np.ndarray:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import (
     Bernoulli,
+    Categorical,
     ContinuousBernoulli,
     Distribution,
     Independent,
@@ -136,6 +137,23 @@ class CategoricalHead(nn.Module):
     def forward(self, h: torch.Tensor) -> Distribution:
         logits = self.logits(h).unflatten(-1, (self.out_dim, self.num_categories))
         return Independent(ValueCategorical(logits=logits, validate_args=False), 1)
+
+
+class ClassHead(nn.Module):
+    """q(y|h) = Categorical(softmax(W h + b)): one label out of ``num_classes`` (a classifier).
+
+    Returns a ``torch.distributions.Categorical`` with batch_shape ``h.shape[:-1]``.
+    """
+
+    def __init__(self, in_dim: int, num_classes: int) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"ClassHead needs num_classes >= 2, got {num_classes}")
+        self.in_dim, self.num_classes = in_dim, num_classes
+        self.logits = nn.Linear(in_dim, num_classes)
+
+    def forward(self, h: torch.Tensor) -> Distribution:
+        return Categorical(logits=self.logits(h), validate_args=False)
 
 
 class ColumnsHead(nn.Module):

@@ -101,3 +101,42 @@ class MaskedInput(nn.Module):
         value = torch.where(missing, torch.zeros_like(x), value)
         features = x.new_zeros(*x.shape[:-1], self._width).scatter_(-1, position, value)
         return torch.cat([features, missing.to(x.dtype)], dim=-1)
+
+
+class LabelConditionedMLP(nn.Module):
+    """An :class:`MLP` on ``[inputs, onehot(y)]``, without repeating ``inputs`` per class.
+
+    The first layer's product with the one-hot code is a learned vector per class, added to
+    the shared ``W inputs + b``: the same function as a Linear layer on the concatenation,
+    but when every class is tried for the same inputs (M2's sum over labels) the large
+    ``W inputs`` is computed once instead of once per class.
+
+    Args:
+        in_dim: size of ``inputs``.
+        num_classes: number of labels ``y`` in ``0 .. num_classes - 1``.
+        hidden_dims: widths, at least one; the output size is the last.
+        activation: module class applied after every layer.
+
+    Shapes:
+        ``inputs (*batch, in_dim)`` and ``y (*batch)`` long, broadcast against each other ->
+        ``(*broadcast batch, hidden_dims[-1])``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        num_classes: int,
+        hidden_dims: Sequence[int],
+        activation: type[nn.Module] = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        if not hidden_dims:
+            raise ValueError("LabelConditionedMLP needs at least one hidden layer")
+        self.first = nn.Linear(in_dim, hidden_dims[0])
+        self.label_weight = nn.Parameter(torch.randn(num_classes, hidden_dims[0]) / in_dim**0.5)
+        self.activation = activation()
+        self.rest = MLP(hidden_dims[0], hidden_dims[1:], activation)
+        self.in_dim, self.num_classes, self.out_dim = in_dim, num_classes, self.rest.out_dim
+
+    def forward(self, inputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.rest(self.activation(self.first(inputs) + self.label_weight[y]))

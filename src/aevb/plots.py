@@ -70,6 +70,32 @@ def save_image_grid(
     return path
 
 
+def plot_analogies(
+    model: Any,
+    x: torch.Tensor,
+    image_shape: tuple[int, ...],
+    path: str | Path,
+    y: torch.Tensor | None = None,
+) -> Path:
+    """One row per example: the image, then its style z decoded with every label (M2/CVAE).
+
+    The "analogies" figure of Kingma et al. (2014, fig. 1): style is fixed along a row and
+    the class varies along the columns. ``model`` is a :class:`aevb.SemiSupervisedVAE`.
+    """
+    grid = model.analogies(x, y)  # (n, C, D)
+    rows = torch.cat([x[:, None, :], grid], dim=1)
+    return save_image_grid(rows.flatten(0, 1), image_shape, path, num_columns=rows.shape[1])
+
+
+def plot_conditional_samples(
+    model: Any, image_shape: tuple[int, ...], path: str | Path, per_class: int = 10
+) -> Path:
+    """Means of p(x|y, z) for ``per_class`` draws z ~ p(z), one row per label y."""
+    labels = torch.arange(model.num_classes).repeat_interleave(per_class)
+    images = model.sample(labels, mean=True)
+    return save_image_grid(images, image_shape, path, num_columns=per_class)
+
+
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     """Images unchanged if already in [0, 1], else min-max scaled into it (for display)."""
     low, high = images.min(), images.max()

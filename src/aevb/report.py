@@ -19,6 +19,8 @@ from .evaluation import active_units, encode_means, kl_per_dimension
 from .plots import (
     animate_latent,
     interleave,
+    plot_analogies,
+    plot_conditional_samples,
     plot_interpolations,
     plot_kl_per_dimension,
     plot_latent,
@@ -112,6 +114,24 @@ def draw_figures(
         activity, _ = active_units(model, x)
         drawn["kl"] = plot_kl_per_dimension(kl_per_dimension(model, x), activity, path["kl"])
     return drawn
+
+
+def draw_label_figures(run: Any, data: Dataset, num_examples: int = 10) -> dict[str, Path]:
+    """Analogies and conditional samples of an M2 / conditional-VAE run, in its folder.
+
+    The analogies use ``num_examples`` examples spread over ``data`` (their known labels
+    where given, else the classifier's).
+    """
+    shape = run.image_shape
+    chosen = spread_subset(data, num_examples)
+    y = chosen.y if chosen.y is not None and bool((chosen.y >= 0).all()) else None
+    with torch.no_grad():
+        return {
+            "analogies": plot_analogies(run.model, chosen.x, shape, run.path / "analogies.png", y),
+            "conditional_samples": plot_conditional_samples(
+                run.model, shape, run.path / "conditional_samples.png"
+            ),
+        }
 
 
 def read_metrics(folder: str | Path) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ figures of :mod:`aevb.report` and ``report.html``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,22 @@ import torch
 
 from . import __version__
 from .checkpoint import load_json, load_weights, save_json, save_weights
-from .config import RunConfig, build_model, build_trainer, config_from_dict, config_to_dict
-from .data import Dataset, load_dataset, split
+from .config import (
+    RunConfig,
+    build_model,
+    build_semi_supervised,
+    build_trainer,
+    config_from_dict,
+    config_to_dict,
+)
+from .data import Dataset, load_dataset, split, with_labels
 from .errors import CheckpointError, ConfigError
 from .evaluation import evaluate
 from .inference import fit_local, fit_mean_field
 from .model import VAE
-from .report import SNAPSHOTS, draw_figures, spread_subset, write_report
+from .report import SNAPSHOTS, draw_figures, draw_label_figures, spread_subset, write_report
+from .semisupervised import UNLABELLED, SemiSupervisedVAE, error_rate, labelled_subset
+from .semisupervised_train import fit_semi_supervised
 from .train import LatentSnapshots
 
 SNAPSHOT_POINTS = 500  # examples whose posterior means are recorded during training
@@ -35,7 +44,7 @@ class Run:
 
     path: Path
     config: RunConfig
-    model: VAE
+    model: VAE | SemiSupervisedVAE
     image_shape: tuple[int, ...] | None
     metrics: dict[str, Any]
 
@@ -43,12 +52,40 @@ class Run:
     def data_dim(self) -> int:
         return int(self.metrics["data_dim"])
 
+    @property
+    def vae(self) -> VAE:
+        """The model as a :class:`aevb.VAE`; an M2 or conditional-VAE run is an error."""
+        if not isinstance(self.model, VAE):
+            raise ConfigError(
+                f"{self.path} holds a {self.config.model.kind} model (labels and style): use "
+                "aevb predict, aevb sample or aevb plot with it"
+            )
+        return self.model
+
 
 def load_run_data(config: RunConfig) -> tuple[Dataset, Dataset, Dataset]:
-    """The run's data, binarized as configured, split into train, valid and test by seed."""
-    dataset = load_dataset(config.data.source, binarize=config.data.binarize)
-    fractions = (config.data.valid_fraction, config.data.test_fraction)
-    return split(dataset, fractions, seed=config.seed)
+    """The run's data, binarized as configured, split into train, valid and test by seed.
+
+    Semi-supervised and conditional runs carry labels (``data.labels``); ``num_labelled``
+    then hides all but that many training labels, balanced over classes and drawn by seed.
+    """
+    data = config.data
+    labelled = config.model.kind != "vae"
+    dataset = load_dataset(
+        data.source, binarize=data.binarize, labels=data.labels if labelled else None
+    )
+    if labelled and data.labels is None:
+        dataset = with_labels(dataset, None)  # the dataset's own labels, or a clear error
+    fractions = (data.valid_fraction, data.test_fraction)
+    train, valid, test = split(dataset, fractions, seed=config.seed)
+    if labelled and data.num_labelled is not None:
+        assert train.y is not None
+        num_classes = int(dataset.y.max()) + 1  # type: ignore[union-attr]
+        keep = labelled_subset(train.y, data.num_labelled // num_classes, seed=config.seed)
+        hidden = torch.full_like(train.y, UNLABELLED)
+        hidden[keep] = train.y[keep]
+        train = replace(train, y=hidden)
+    return train, valid, test
 
 
 def train_run(
@@ -72,6 +109,10 @@ def train_run(
             f"{out} already holds a run: continue it with --resume, or choose another --out"
         )
     train, valid, test = load_run_data(config)
+    if config.model.kind != "vae":
+        if resume:
+            raise ConfigError(f"{config.model.kind} runs cannot be resumed; train into a new --out")
+        return _train_semi_supervised(config, out, train, valid, test, progress)
     torch.manual_seed(config.seed)
     model = build_model(config.model, train.x.shape[1])
     model.check_data(train.x)  # before anything is written
@@ -138,6 +179,69 @@ def _train_mean_field(
     return Run(out, config, model.eval(), train.image_shape, facts)
 
 
+def _train_semi_supervised(
+    config: RunConfig, out: Path, train: Dataset, valid: Dataset, test: Dataset, progress: bool
+) -> Run:
+    """M2 or a conditional VAE (:mod:`aevb.semisupervised`): fit, test error, figures."""
+    assert train.y is not None and valid.y is not None and test.y is not None
+    num_classes = int(max(part.y.max() for part in (train, valid, test))) + 1  # type: ignore[union-attr]
+    torch.manual_seed(config.seed)
+    model = build_semi_supervised(config.model, train.x.shape[1], num_classes)
+    model.check_data(train.x, train.y)
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(config_to_dict(config), out / "config.json")
+    facts: dict[str, Any] = {
+        "aevb_version": __version__,
+        "kind": config.model.kind,
+        "data_dim": train.x.shape[1],
+        "image_shape": list(train.image_shape) if train.image_shape else None,
+        "num_classes": num_classes,
+        "num_train": len(train),
+        "num_labelled": int((train.y != UNLABELLED).sum()),
+        "num_valid": len(valid),
+        "num_test": len(test),
+    }
+    options = config.train
+    history = fit_semi_supervised(
+        model,
+        train.x,
+        train.y,
+        valid=(valid.x, valid.y) if len(valid) and model.classifier is not None else None,
+        epochs=options.epochs,
+        batch_size=options.batch_size,
+        labelled_per_batch=options.labelled_per_batch,
+        alpha=options.alpha,
+        lr=options.lr,
+        lr_decay=options.lr_decay,
+        clip_grad_norm=options.clip_grad_norm,
+        max_seconds=None if options.max_minutes is None else 60 * options.max_minutes,
+        seed=config.seed,
+        progress=progress,
+    )
+    save_weights(model, out / "model.safetensors")
+    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    facts.update(epochs_trained=len(history), train_seconds=history[-1]["seconds"])
+    known = test.y != UNLABELLED
+    if model.classifier is not None and bool(known.any()):
+        facts["test_error"] = error_rate(model, test.x, test.y)
+    if bool(known.any()):
+        with torch.no_grad():
+            bound = torch.cat(
+                [
+                    model.conditional_elbo(x, y)
+                    for x, y in zip(
+                        test.x[known].split(1000), test.y[known].split(1000), strict=True
+                    )
+                ]
+            )
+        facts["test_conditional_elbo"] = float(bound.mean())
+    save_json(facts, out / "run.json")
+    run = Run(out, config, model.eval(), train.image_shape, facts)
+    if train.image_shape is not None and len(train.image_shape) == 2:
+        draw_label_figures(run, test if len(test) else train)
+    return run
+
+
 def _snapshots(config: RunConfig, data: Dataset, out: Path, resume: bool) -> LatentSnapshots | None:
     every = config.train.snapshot_every
     if every == 0:
@@ -155,7 +259,11 @@ def load_run(path: str | Path, *, checkpoint: str = "model.safetensors") -> Run:
         raise CheckpointError(f"no run folder at {path}: pass the --out folder of aevb train")
     config = _read_config(path)
     facts = load_json(path / "run.json")
-    model = build_model(config.model, int(facts["data_dim"]))
+    model: VAE | SemiSupervisedVAE
+    if config.model.kind == "vae":
+        model = build_model(config.model, int(facts["data_dim"]))
+    else:
+        model = build_semi_supervised(config.model, facts["data_dim"], facts["num_classes"])
     load_weights(model, path / checkpoint)
     model.eval()
     shape = tuple(facts["image_shape"]) if facts.get("image_shape") else None

@@ -1,0 +1,221 @@
+"""Semi-supervised MNIST with 100 labels: M2, M1+M2 (Kingma et al. 2014) and Pyro's M2.
+
+For each seed, 100 labels (10 per class) are drawn from the labelled rows of the binarized
+MNIST training split (``labelled_subset(train_y, 10, seed)``); every other training image is
+unlabelled. Test error is measured on the 10,000 labelled test images; the learning curve
+records the error on the validation split's 846 labelled images after every epoch (no model
+selection: the last model is scored).
+
+- M2: ``mlp_m2(784, 10)`` (500 softplus units, 50 latent dimensions, Bernoulli likelihood).
+- M1+M2: M2 with a Gaussian likelihood on the standardized posterior means of a trained M1 VAE
+  (default: the 784-200-200-50 tanh VAE of ``bench/binarized_mnist.py``).
+- Pyro: the M2 of Pyro's ``ss-vae`` example written with ``TraceEnum_ELBO`` (the label
+  enumerated in parallel, the auxiliary classification loss x46, Adam 4.2e-4), same networks,
+  same split. Epoch counts (not wall time) fix each run, so results do not depend on load.
+
+Writes ``results.json``, per-seed learning curves, and for seed 0 the analogies grid and
+conditional samples of M2 into ``--out``.
+
+    .venv/bin/python bench/semi_supervised.py --seeds 0 1 2 --m2-epochs 50 --m1m2-epochs 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from aevb import NormalHead, encode_means, load_run
+from aevb.data import load_dataset, split
+from aevb.plots import plot_analogies, plot_conditional_samples
+from aevb.semisupervised import UNLABELLED, error_rate, labelled_subset, mlp_m2
+from aevb.semisupervised_train import fit_semi_supervised
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def hide_labels(y: torch.Tensor, seed: int) -> torch.Tensor:
+    shown = labelled_subset(y, 10, seed=seed)
+    hidden = torch.full_like(y, UNLABELLED)
+    hidden[shown] = y[shown]
+    return hidden
+
+
+def run_m2(train, valid, test, y, seed: int, epochs: int, out: Path | None) -> dict:
+    torch.manual_seed(seed)
+    model = mlp_m2(784, 10)
+    started = time.perf_counter()
+    history = fit_semi_supervised(
+        model, train.x, y, valid=(valid.x, valid.y), epochs=epochs, lr=1e-3,
+        max_seconds=3300, seed=seed, progress=False, on_epoch=_show("M2", seed),
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    if out is not None:
+        test_known = test[torch.arange(0, len(test), len(test) // 10)]  # one per class block
+        plot_analogies(model, test_known.x, (28, 28), out / "analogies.png", test_known.y)
+        plot_conditional_samples(model, (28, 28), out / "conditional_samples.png")
+    return _result(error_rate(model, test.x, test.y), seconds, history)
+
+
+def run_m1m2(m1_run: str, train, valid, test, y, seed: int, epochs: int) -> dict:
+    m1 = load_run(m1_run).vae
+    features = {name: encode_means(m1, part.x) for name, part in (("train", train), ("valid", valid), ("test", test))}  # fmt: skip
+    # Only the active units (Burda et al.: std of E_q[z|x] above 0.1); the inactive ones are
+    # constant up to noise, which standardizing would blow up.
+    loc, scale = features["train"].mean(0), features["train"].std(0)
+    active = scale > 0.1
+    f = {name: ((value - loc) / scale)[:, active] for name, value in features.items()}
+    torch.manual_seed(seed)
+    model = mlp_m2(f["train"].shape[1], 10, likelihood=NormalHead)
+    started = time.perf_counter()
+    history = fit_semi_supervised(
+        model, f["train"], y, valid=(f["valid"], valid.y), epochs=epochs, lr=1e-3,
+        max_seconds=3300, seed=seed, progress=False, on_epoch=_show("M1+M2", seed),
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    return _result(error_rate(model, f["test"], test.y), seconds, history)
+
+
+def run_pyro(train, valid, test, y, seed: int, epochs: int) -> dict:
+    """Pyro's M2 recipe on the same split (label enumerated, auxiliary loss x46)."""
+    import warnings
+
+    import pyro
+    import pyro.distributions as dist
+    from pyro import poutine
+    from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, config_enumerate
+    from pyro.optim import Adam
+
+    pyro.set_rng_seed(seed)
+    pyro.clear_param_store()
+    warnings.filterwarnings("ignore", message="TraceEnum_ELBO found no sample sites")
+    z_dim, hidden, classes, aux = 50, 500, 10, 46.0
+    decoder = nn.Sequential(nn.Linear(z_dim + classes, hidden), nn.Softplus(), nn.Linear(hidden, 784))  # fmt: skip
+    encoder_z = nn.Sequential(nn.Linear(784 + classes, hidden), nn.Softplus(), nn.Linear(hidden, 2 * z_dim))  # fmt: skip
+    encoder_y = nn.Sequential(nn.Linear(784, hidden), nn.Softplus(), nn.Linear(hidden, classes))
+    networks = nn.ModuleList([decoder, encoder_z, encoder_y])
+
+    def joined(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        batch = torch.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+        return torch.cat([a.expand(*batch, -1), b.expand(*batch, -1)], -1)
+
+    def model(xs, ys=None):
+        pyro.module("m2", networks)
+        with pyro.plate("data", xs.shape[0]):
+            z = pyro.sample("z", dist.Normal(xs.new_zeros(z_dim), 1.0).to_event(1))
+            ys = pyro.sample("y", dist.OneHotCategorical(logits=xs.new_zeros(classes)), obs=ys)
+            pyro.sample("x", dist.Bernoulli(logits=decoder(joined(z, ys))).to_event(1), obs=xs)
+
+    def guide(xs, ys=None):
+        with pyro.plate("data", xs.shape[0]):
+            if ys is None:
+                ys = pyro.sample("y", dist.OneHotCategorical(logits=encoder_y(xs)))
+            loc, raw = encoder_z(joined(xs, ys)).chunk(2, -1)
+            pyro.sample("z", dist.Normal(loc, nn.functional.softplus(raw) + 1e-3).to_event(1))
+
+    def model_classify(xs, ys):
+        pyro.module("m2", networks)
+        with pyro.plate("data", xs.shape[0]), poutine.scale(scale=aux):
+            pyro.sample("y_aux", dist.OneHotCategorical(logits=encoder_y(xs)), obs=ys)
+
+    def guide_classify(xs, ys):
+        pass
+
+    optimizer = Adam({"lr": 4.2e-4, "betas": (0.9, 0.999)})
+    elbo = SVI(model, config_enumerate(guide, "parallel"), optimizer, loss=TraceEnum_ELBO(max_plate_nesting=1))  # fmt: skip
+    classify = SVI(model_classify, guide_classify, optimizer, loss=Trace_ELBO())
+    labelled = (y != UNLABELLED).nonzero().flatten()
+    unlabelled = (y == UNLABELLED).nonzero().flatten()
+    onehot = nn.functional.one_hot(y.clamp(min=0), classes).float()
+    generator = torch.Generator().manual_seed(seed)
+    history, started = [], time.perf_counter()
+    for _ in range(epochs):
+        # Pyro's example: each epoch, the labelled rows once in small batches spread among
+        # the unlabelled batches.
+        order = unlabelled[torch.randperm(len(unlabelled), generator=generator)].split(100)
+        sup = labelled[torch.randperm(len(labelled), generator=generator)].split(10)
+        every = len(order) // len(sup)
+        for step, rows in enumerate(order):
+            elbo.step(train.x[rows])
+            if step % every == 0 and step // every < len(sup):
+                rows_l = sup[step // every]
+                elbo.step(train.x[rows_l], onehot[rows_l])
+                classify.step(train.x[rows_l], onehot[rows_l])
+        with torch.no_grad():
+            valid_error = float((encoder_y(valid.x).argmax(-1) != valid.y).float().mean())
+        record = {"epoch": len(history) + 1, "seconds": time.perf_counter() - started}
+        history.append({**record, "valid_error": valid_error})
+        _show("Pyro M2", seed)(history[-1])
+    with torch.no_grad():
+        test_error = float((encoder_y(test.x).argmax(-1) != test.y).float().mean())
+    return _result(test_error, time.perf_counter() - started, history)
+
+
+def _result(test_error: float, seconds: float, history: list[dict]) -> dict:
+    curve = [(r["epoch"], round(r["seconds"], 1), r.get("valid_error")) for r in history]
+    return {"test_error": test_error, "seconds": seconds, "epochs": len(history), "curve": curve}
+
+
+def _show(name: str, seed: int):
+    def show(record: dict) -> None:
+        error = record.get("valid_error")
+        print(f"  {name} seed {seed} epoch {record['epoch']:>3} {record['seconds']:7.0f} s  valid error {error:.4f}", flush=True)  # fmt: skip
+
+    return show
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=str(SHARED), help="folder with binarized_mnist.npz")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--m2-epochs", type=int, default=50, help="0: skip (~18 s each)")
+    parser.add_argument("--m1m2-epochs", type=int, default=30, help="0: skip (~10 s each)")
+    parser.add_argument("--pyro-epochs", type=int, default=40, help="0: skip (~23 s each)")
+    parser.add_argument("--pyro-seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--m1", default="bench-runs/binarized-mnist/vae", help="M1 run folder")
+    parser.add_argument("--out", type=Path, default=Path("bench-runs/semi-supervised"))
+    args = parser.parse_args()
+    npz = Path(args.data) / "binarized_mnist.npz"
+    if not npz.exists():
+        print(f"skipped: {npz} is absent (see ../shared/data/README.md)")
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    train, valid, test = split(load_dataset(f"binarized-mnist:{args.data}"), (0.1, 0.1))
+    known = valid.y != UNLABELLED
+    valid = valid[known.nonzero().flatten()]
+    results: dict[str, dict[int, dict]] = {"M2": {}, "M1+M2": {}, "Pyro M2": {}}
+    for seed in args.seeds:
+        y = hide_labels(train.y, seed)
+        out = args.out if seed == args.seeds[0] else None
+        if args.m2_epochs > 0:
+            results["M2"][seed] = run_m2(train, valid, test, y, seed, args.m2_epochs, out)
+        if args.m1m2_epochs > 0 and Path(args.m1).is_dir():
+            results["M1+M2"][seed] = run_m1m2(args.m1, train, valid, test, y, seed, args.m1m2_epochs)  # fmt: skip
+        if args.pyro_epochs > 0 and seed in args.pyro_seeds:
+            results["Pyro M2"][seed] = run_pyro(train, valid, test, y, seed, args.pyro_epochs)
+        (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    print(f"\nbinarized MNIST, 100 labels, test error on {len(test)} images (last epoch)")
+    published = {"M2": "11.97 (paper); Pyro example 6.8", "M1+M2": "3.33 (paper)", "Pyro M2": ""}
+    for name, per_seed in results.items():
+        if not per_seed:
+            continue
+        errors = [100 * r["test_error"] for r in per_seed.values()]
+        spread = statistics.stdev(errors) if len(errors) > 1 else 0.0
+        minutes = statistics.median(r["seconds"] for r in per_seed.values()) / 60
+        epochs = statistics.median(r["epochs"] for r in per_seed.values())
+        print(
+            f"  {name:<8} {statistics.mean(errors):6.2f} ± {spread:.2f} %  over seeds "
+            f"{list(per_seed)}  ({epochs:.0f} epochs, {minutes:.1f} min each)   published: "
+            f"{published[name]}"
+        )
+    print(f"wrote {args.out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
