@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from aevb import NormalHead, encode_means, load_run
+from aevb import M1Features, NormalHead, load_run
 from aevb.data import load_dataset, split
 from aevb.plots import plot_analogies, plot_conditional_samples
 from aevb.semisupervised import UNLABELLED, error_rate, labelled_subset, mlp_m2
@@ -46,14 +46,24 @@ def hide_labels(y: torch.Tensor, seed: int) -> torch.Tensor:
     return hidden
 
 
-def run_m2(train, valid, test, y, seed: int, epochs: int, out: Path | None) -> dict:
+def run_m2(train, valid, test, y, seed: int, args: argparse.Namespace, out: Path | None) -> dict:
     torch.manual_seed(seed)
     model = mlp_m2(784, 10)
     started = time.perf_counter()
     history = fit_semi_supervised(
-        model, train.x, y, valid=(valid.x, valid.y), epochs=epochs, lr=1e-3,
-        max_seconds=3300, seed=seed, progress=False, on_epoch=_show("M2", seed),
-    )  # fmt: skip
+        model,
+        train.x,
+        y,
+        valid=(valid.x, valid.y),
+        epochs=args.m2_epochs,
+        lr=1e-3,
+        alpha=args.alpha,
+        beta=args.beta,
+        max_seconds=3300,
+        seed=seed,
+        progress=False,
+        on_epoch=_show("M2", seed),
+    )
     seconds = time.perf_counter() - started
     if out is not None:
         test_known = test[torch.arange(0, len(test), len(test) // 10)]  # one per class block
@@ -62,23 +72,30 @@ def run_m2(train, valid, test, y, seed: int, epochs: int, out: Path | None) -> d
     return _result(error_rate(model, test.x, test.y), seconds, history)
 
 
-def run_m1m2(m1_run: str, train, valid, test, y, seed: int, epochs: int) -> dict:
-    m1 = load_run(m1_run).vae
-    features = {name: encode_means(m1, part.x) for name, part in (("train", train), ("valid", valid), ("test", test))}  # fmt: skip
-    # Only the active units (Burda et al.: std of E_q[z|x] above 0.1); the inactive ones are
-    # constant up to noise, which standardizing would blow up.
-    loc, scale = features["train"].mean(0), features["train"].std(0)
-    active = scale > 0.1
-    f = {name: ((value - loc) / scale)[:, active] for name, value in features.items()}
+def run_m1m2(train, valid, test, y, seed: int, args: argparse.Namespace, out: Path | None) -> dict:
+    features = M1Features(load_run(args.m1).vae, train.x)  # active units, standardized
     torch.manual_seed(seed)
-    model = mlp_m2(f["train"].shape[1], 10, likelihood=NormalHead)
+    model = mlp_m2(features.out_dim, 10, likelihood=NormalHead, features=features)
     started = time.perf_counter()
     history = fit_semi_supervised(
-        model, f["train"], y, valid=(f["valid"], valid.y), epochs=epochs, lr=1e-3,
-        max_seconds=3300, seed=seed, progress=False, on_epoch=_show("M1+M2", seed),
-    )  # fmt: skip
+        model,
+        train.x,
+        y,
+        valid=(valid.x, valid.y),
+        epochs=args.m1m2_epochs,
+        lr=1e-3,
+        alpha=args.alpha,
+        beta=args.beta,
+        max_seconds=3300,
+        seed=seed,
+        progress=False,
+        on_epoch=_show("M1+M2", seed),
+    )
     seconds = time.perf_counter() - started
-    return _result(error_rate(model, f["test"], test.y), seconds, history)
+    if out is not None:  # drawn back to pixels through M1's decoder
+        test_known = test[torch.arange(0, len(test), len(test) // 10)]
+        plot_analogies(model, test_known.x, (28, 28), out / "m1m2_analogies.png", test_known.y)
+    return _result(error_rate(model, test.x, test.y), seconds, history)
 
 
 def run_pyro(train, valid, test, y, seed: int, epochs: int) -> dict:
@@ -95,8 +112,12 @@ def run_pyro(train, valid, test, y, seed: int, epochs: int) -> dict:
     pyro.clear_param_store()
     warnings.filterwarnings("ignore", message="TraceEnum_ELBO found no sample sites")
     z_dim, hidden, classes, aux = 50, 500, 10, 46.0
-    decoder = nn.Sequential(nn.Linear(z_dim + classes, hidden), nn.Softplus(), nn.Linear(hidden, 784))  # fmt: skip
-    encoder_z = nn.Sequential(nn.Linear(784 + classes, hidden), nn.Softplus(), nn.Linear(hidden, 2 * z_dim))  # fmt: skip
+    decoder = nn.Sequential(
+        nn.Linear(z_dim + classes, hidden), nn.Softplus(), nn.Linear(hidden, 784)
+    )
+    encoder_z = nn.Sequential(
+        nn.Linear(784 + classes, hidden), nn.Softplus(), nn.Linear(hidden, 2 * z_dim)
+    )
     encoder_y = nn.Sequential(nn.Linear(784, hidden), nn.Softplus(), nn.Linear(hidden, classes))
     networks = nn.ModuleList([decoder, encoder_z, encoder_y])
 
@@ -127,7 +148,8 @@ def run_pyro(train, valid, test, y, seed: int, epochs: int) -> dict:
         pass
 
     optimizer = Adam({"lr": 4.2e-4, "betas": (0.9, 0.999)})
-    elbo = SVI(model, config_enumerate(guide, "parallel"), optimizer, loss=TraceEnum_ELBO(max_plate_nesting=1))  # fmt: skip
+    enumerated = config_enumerate(guide, "parallel")
+    elbo = SVI(model, enumerated, optimizer, loss=TraceEnum_ELBO(max_plate_nesting=1))
     classify = SVI(model_classify, guide_classify, optimizer, loss=Trace_ELBO())
     labelled = (y != UNLABELLED).nonzero().flatten()
     unlabelled = (y == UNLABELLED).nonzero().flatten()
@@ -164,7 +186,11 @@ def _result(test_error: float, seconds: float, history: list[dict]) -> dict:
 def _show(name: str, seed: int):
     def show(record: dict) -> None:
         error = record.get("valid_error")
-        print(f"  {name} seed {seed} epoch {record['epoch']:>3} {record['seconds']:7.0f} s  valid error {error:.4f}", flush=True)  # fmt: skip
+        print(
+            f"  {name} seed {seed} epoch {record['epoch']:>3} {record['seconds']:7.0f} s  "
+            f"valid error {error:.4f}",
+            flush=True,
+        )
 
     return show
 
@@ -177,6 +203,8 @@ def main() -> None:
     parser.add_argument("--m1m2-epochs", type=int, default=30, help="0: skip (~10 s each)")
     parser.add_argument("--pyro-epochs", type=int, default=40, help="0: skip (~23 s each)")
     parser.add_argument("--pyro-seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--alpha", type=float, default=1.0, help="classification weight")
+    parser.add_argument("--beta", type=float, default=1.0, help="KL weight of z (paper: 1)")
     parser.add_argument("--m1", default="bench-runs/binarized-mnist/vae", help="M1 run folder")
     parser.add_argument("--out", type=Path, default=Path("bench-runs/semi-supervised"))
     args = parser.parse_args()
@@ -194,12 +222,14 @@ def main() -> None:
         y = hide_labels(train.y, seed)
         out = args.out if seed == args.seeds[0] else None
         if args.m2_epochs > 0:
-            results["M2"][seed] = run_m2(train, valid, test, y, seed, args.m2_epochs, out)
+            results["M2"][seed] = run_m2(train, valid, test, y, seed, args, out)
         if args.m1m2_epochs > 0 and Path(args.m1).is_dir():
-            results["M1+M2"][seed] = run_m1m2(args.m1, train, valid, test, y, seed, args.m1m2_epochs)  # fmt: skip
+            results["M1+M2"][seed] = run_m1m2(train, valid, test, y, seed, args, out)
         if args.pyro_epochs > 0 and seed in args.pyro_seeds:
             results["Pyro M2"][seed] = run_pyro(train, valid, test, y, seed, args.pyro_epochs)
-        (args.out / "results.json").write_text(json.dumps(results, indent=1))
+        options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        record = {"options": options, **results}
+        (args.out / "results.json").write_text(json.dumps(record, indent=1))
     print(f"\nbinarized MNIST, 100 labels, test error on {len(test)} images (last epoch)")
     published = {"M2": "11.97 (paper); Pyro example 6.8", "M1+M2": "3.33 (paper)", "Pyro M2": ""}
     for name, per_seed in results.items():

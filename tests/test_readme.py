@@ -64,3 +64,10 @@ def test_tables_example_runs(tmp_path: Path) -> None:
 def test_inference_example_runs(tmp_path: Path) -> None:
     lines = _run_blocks(tmp_path, "Trainer(model", "inference_gaps(model")
     assert abs(float(lines[-1])) < 1e-4
+
+
+def test_labels_example_runs(tmp_path: Path) -> None:
+    lines = _run_blocks(tmp_path, "mlp_m2(64, 10")
+    error, *shape = lines[-1].split(maxsplit=1)
+    assert shape == ["(5, 10, 64)"]
+    assert float(error) < 0.25  # 50 labels; logistic regression on those 50 alone: 0.21

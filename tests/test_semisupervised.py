@@ -13,14 +13,8 @@ from torch import nn
 
 from aevb import DataError, NormalHead
 from aevb.networks import LabelConditionedMLP
-from aevb.semisupervised import (
-    UNLABELLED,
-    error_rate,
-    labelled_subset,
-    mlp_m2,
-    semi_supervised_objective,
-)
-from aevb.semisupervised_train import fit_semi_supervised
+from aevb.semisupervised import UNLABELLED, error_rate, labelled_subset, mlp_m2
+from aevb.semisupervised_train import fit_semi_supervised, semi_supervised_objective
 
 D, C, LATENT = 12, 3, 2
 

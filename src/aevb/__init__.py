@@ -40,12 +40,22 @@ from .objectives import ELBOTerms, elbo, iwae_bound, linear_warmup
 from .priors import LearnedNormalPrior, MixturePrior, StandardNormalPrior, VampPrior
 from .runs import Run, load_run, train_run
 from .schema import ColumnSpec, Schema
+from .semisupervised import (
+    UNLABELLED,
+    M1Features,
+    SemiSupervisedVAE,
+    error_rate,
+    labelled_subset,
+    mlp_m2,
+)
+from .semisupervised_train import fit_semi_supervised, semi_supervised_objective
 from .tabular import TabularVAE, read_table, tabular_vae, write_table
 from .train import LatentSnapshots, Trainer
 
 __all__ = [
     "FAMILIES",
     "MLP",
+    "UNLABELLED",
     "VAE",
     "AevbError",
     "BernoulliHead",
@@ -64,6 +74,7 @@ __all__ = [
     "LatentSnapshots",
     "LearnedNormalPrior",
     "LogPx",
+    "M1Features",
     "MaskedInput",
     "MixturePrior",
     "NormalHead",
@@ -71,6 +82,7 @@ __all__ = [
     "PlanarFlowNormal",
     "Run",
     "Schema",
+    "SemiSupervisedVAE",
     "StandardNormalPrior",
     "Surgery",
     "TabularVAE",
@@ -84,22 +96,27 @@ __all__ = [
     "elbo",
     "elbo_surgery",
     "encode_means",
+    "error_rate",
     "evaluate",
+    "fit_semi_supervised",
     "has_closed_form",
     "impute",
     "iwae_bound",
     "kl",
     "kl_per_dim",
     "kl_per_dimension",
+    "labelled_subset",
     "linear_warmup",
     "load_dataset",
     "load_run",
     "load_weights",
     "log_px",
+    "mlp_m2",
     "mlp_vae",
     "multiple_imputations",
     "read_table",
     "save_weights",
+    "semi_supervised_objective",
     "split",
     "tabular_vae",
     "train_run",

@@ -63,6 +63,15 @@ def _train(args: argparse.Namespace) -> int:
     run = train_run(config, out, resume=args.resume, progress=not args.quiet)
     metrics = run.metrics
     print(f"run folder: {run.path}")
+    if "num_classes" in metrics:  # m2 / cvae
+        print(
+            f"{metrics['kind']}: {metrics['num_labelled']} of {metrics['num_train']} training "
+            f"labels used, {metrics['epochs_trained']} epochs in {metrics['train_seconds']:.0f} s"
+        )
+    if "test_error" in metrics:
+        print(f"test error {metrics['test_error']:.2%} on {metrics['num_test']} held-out examples")
+    if "test_conditional_elbo" in metrics:
+        print(f"test ELBO of log p(x|y) {metrics['test_conditional_elbo']:.3f} nats")
     if "test_kl" in metrics:
         print(
             f"test ELBO {metrics['test_elbo']:.3f} nats "
@@ -183,6 +192,9 @@ def _predict(args: argparse.Namespace) -> int:
     names = ["label"] + [f"p_{c}" for c in range(model.num_classes)]
     table = pd.DataFrame(proba.numpy(), columns=names[1:])
     table.insert(0, "label", proba.argmax(1).numpy())
+    label_names = run.metrics.get("label_names")
+    if label_names:  # text labels: their names beside the codes
+        table.insert(1, "label_name", [label_names[i] for i in table["label"]])
     out = Path(args.out or run.path / "predictions.csv")
     table.to_csv(out, index=False, float_format="%.6g")
     known = y != UNLABELLED

@@ -78,6 +78,7 @@ class ModelConfig:
     """
 
     kind: str = "vae"
+    m1: str | None = None  # m2/cvae: a VAE run folder; its posterior means are the data (M1+M2)
     likelihood: str = "continuous-bernoulli"
     latent_dim: int = 2
     hidden_dims: tuple[int, ...] = (200, 200)
@@ -323,9 +324,15 @@ def build_model(config: ModelConfig, data_dim: int) -> VAE:
 
 
 def build_semi_supervised(
-    config: ModelConfig, data_dim: int, num_classes: int
+    config: ModelConfig, data_dim: int, num_classes: int, features: nn.Module | None = None
 ) -> SemiSupervisedVAE:
-    """The M2 model (``kind = "m2"``) or conditional VAE (``"cvae"``) of a config."""
+    """The M2 model (``kind = "m2"``) or conditional VAE (``"cvae"``) of a config; with
+    ``features`` (M1+M2) ``data_dim`` is their size."""
+    if features is not None and config.likelihood not in ("normal", "normal-fixed", "laplace"):
+        raise ConfigError(
+            f"M1 features are real numbers, but likelihood = {config.likelihood!r}: set "
+            "likelihood = normal (--likelihood normal) for an m2 model over an m1 run"
+        )
     return mlp_m2(
         data_dim,
         num_classes,
@@ -334,6 +341,7 @@ def build_semi_supervised(
         likelihood=LIKELIHOODS[config.likelihood](config),
         activation=ACTIVATIONS[config.activation],
         classifier=config.kind == "m2",
+        features=features,
     )
 
 

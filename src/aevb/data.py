@@ -35,13 +35,15 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 @dataclass(frozen=True)
 class Dataset:
     """Examples ``x (n, data_dim)``, optional labels ``y (n,)`` (-1: unknown), how to show an
-    example, and ``splits``: sizes of a predefined (train, valid, test) split, rows in order."""
+    example, ``splits``: sizes of a predefined (train, valid, test) split, rows in order, and
+    the names of text labels."""
 
     x: torch.Tensor
     y: torch.Tensor | None = None
     image_shape: tuple[int, ...] | None = None
     name: str = "data"
     splits: tuple[int, int, int] | None = None
+    label_names: tuple[str, ...] | None = None  # y = i means label_names[i] (text labels)
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -76,24 +78,26 @@ def load_dataset(
         dataset = Dataset(x, own_labels, (28, 28), "binarized-mnist", splits=sizes)
     else:
         path, key = name.rsplit(":", 1) if ".npz:" in name else (name, None)
-        array = load_array(Path(path), key=key)
-        dataset = _to_dataset(array, Path(path).name)
+        if labels is not None and _csv_column(Path(path), labels) is not None:
+            dataset, labels = _csv_with_labels(Path(path), labels), None
+        else:
+            dataset = _to_dataset(load_array(Path(path), key=key), Path(path).name)
     if labels is not None:
-        dataset = with_labels(dataset, labels, source)
+        dataset = with_labels(dataset, labels)
     check_finite(dataset.x, dataset.name)
     if binarize is not None:
         dataset = replace(dataset, x=(dataset.x >= binarize).to(dataset.x.dtype))
     return dataset
 
 
-def with_labels(dataset: Dataset, labels: str | None, source: str | Path | None = None) -> Dataset:
-    """Attach labels to ``dataset``: its own (``None``), a column of it, or a file.
+def with_labels(dataset: Dataset, labels: str | None) -> Dataset:
+    """Attach labels to ``dataset``: its own (``None``), a column of ``x``, or a file.
 
     Args:
         labels: ``None`` keeps the dataset's own labels (e.g. binarized MNIST's); a column
-            index or CSV header name takes that column out of ``x`` as the label; otherwise a
-            file with one label per row (``.npy``, ``.csv``, ``file.npz:key``).
-        source: the data file, to look up a CSV header name.
+            index takes that column out of ``x``; otherwise a file with one label per row
+            (``.npy``, ``.csv``, ``file.npz:key``). (A CSV data file's label column, by
+            header name or index, numbers or text, is read by :func:`load_dataset`.)
 
     Labels are integers from 0; NaN, negative values and 255 (the uint8 marker of
     ``binarized_mnist.npz``) mean "unlabelled" and become -1.
@@ -108,40 +112,68 @@ def with_labels(dataset: Dataset, labels: str | None, source: str | Path | None 
                 "a file holding one label per row"
             )
         return dataset
-    column = _column_index(labels, source)
-    if column is not None:
-        if not 0 <= column < dataset.x.shape[1]:
+    if labels.isdigit():
+        column = int(labels)
+        if column >= dataset.x.shape[1]:
             raise DataError(f"label column {column} is outside the data's {dataset.x.shape[1]}")
         raw = dataset.x[:, column].double().numpy()
         x = torch.cat([dataset.x[:, :column], dataset.x[:, column + 1 :]], dim=1)
-        dataset = replace(dataset, x=x, image_shape=None)
-    else:
-        path, key = labels.rsplit(":", 1) if ".npz:" in labels else (labels, None)
-        raw = load_array(Path(path), key=key).astype(np.float64)
-        if raw.ndim == 2 and raw.shape[1] == 1:
-            raw = raw[:, 0]
-        if raw.shape != (len(dataset),):
-            raise DataError(
-                f"{labels} holds labels of shape {raw.shape}, but the data have {len(dataset)} "
-                f"rows: give one label per row, in the data's order"
-            )
+        return replace(dataset, x=x, y=_label_codes(raw, labels), image_shape=None)
+    path, key = labels.rsplit(":", 1) if ".npz:" in labels else (labels, None)
+    raw = load_array(Path(path), key=key).astype(np.float64)
+    if raw.ndim == 2 and raw.shape[1] == 1:
+        raw = raw[:, 0]
+    if raw.shape != (len(dataset),):
+        raise DataError(
+            f"{labels} holds labels of shape {raw.shape}, but the data have {len(dataset)} "
+            f"rows: give one label per row, in the data's order"
+        )
+    return replace(dataset, y=_label_codes(raw, labels))
+
+
+def _label_codes(raw: np.ndarray, where: str) -> torch.Tensor:
     unknown = np.isnan(raw) | (raw < 0) | (raw == 255)
     known = raw[~unknown]
     if np.any(known != np.round(known)):
-        raise DataError(f"labels in {labels} must be whole numbers 0, 1, ...; found fractions")
-    y = np.where(unknown, -1, np.nan_to_num(raw)).astype(np.int64)
-    return replace(dataset, y=torch.as_tensor(y))
+        raise DataError(f"labels in {where} must be whole numbers 0, 1, ...; found fractions")
+    return torch.as_tensor(np.where(unknown, -1, np.nan_to_num(raw)).astype(np.int64))
 
 
-def _column_index(labels: str, source: str | Path | None) -> int | None:
-    if labels.isdigit():
-        return int(labels)
-    if source is not None and str(source).endswith(".csv") and Path(source).exists():
-        with open(source) as file:
-            header = [cell.strip() for cell in file.readline().strip().split(",")]
-        if labels in header:
-            return header.index(labels)
-    return None
+def _csv_column(path: Path, labels: str) -> str | int | None:
+    """The label column of a CSV data file, by header name or index (``None``: not one)."""
+    if path.suffix != ".csv" or not path.exists():
+        return None
+    header = _csv_header(path)
+    if header is not None and labels in header:
+        return labels
+    return int(labels) if labels.isdigit() else None
+
+
+def _csv_header(path: Path) -> list[str] | None:
+    with open(path) as file:
+        cells = [cell.strip() for cell in file.readline().strip().split(",")]
+    try:
+        [float(cell) for cell in cells if cell]
+        return None
+    except ValueError:
+        return cells
+
+
+def _csv_with_labels(path: Path, labels: str) -> Dataset:
+    """A CSV whose label column (numbers or text, empty cells unlabelled) becomes ``y``."""
+    frame = pd.read_csv(path, header=0 if _csv_header(path) is not None else None)
+    column = _csv_column(path, labels)
+    name = column if column in frame.columns else frame.columns[int(column)]  # type: ignore[arg-type]
+    raw = frame.pop(name)
+    names = None
+    if pd.api.types.is_numeric_dtype(raw):
+        y = _label_codes(raw.to_numpy(dtype=np.float64), f"column {name!r} of {path}")
+    else:  # text labels: codes in sorted order
+        categorical = pd.Categorical(raw)
+        names = tuple(str(c) for c in categorical.categories)
+        y = torch.as_tensor(categorical.codes.astype(np.int64))  # NaN -> -1
+    x = torch.as_tensor(_numeric(frame, path), dtype=torch.float32)
+    return Dataset(x=x, y=y, name=path.name, label_names=names)
 
 
 def load_array(path: Path, *, key: str | None = None) -> np.ndarray:
@@ -191,20 +223,19 @@ def _load_npz(path: Path, key: str | None) -> np.ndarray:
 
 
 def _load_csv(path: Path) -> np.ndarray:
-    with open(path) as file:
-        first = file.readline()
-    try:
-        [float(cell) for cell in first.strip().split(",") if cell.strip()]
-        header = None
-    except ValueError:
-        header = 0  # a header row
-    frame = pd.read_csv(path, header=header)
-    text = [str(name) for name, kind in frame.dtypes.items() if not np.issubdtype(kind, np.number)]
+    frame = pd.read_csv(path, header=0 if _csv_header(path) is not None else None)
+    return _numeric(frame, path)
+
+
+def _numeric(frame: pd.DataFrame, path: Path) -> np.ndarray:
+    text = [
+        str(name) for name, kind in frame.dtypes.items() if not pd.api.types.is_numeric_dtype(kind)
+    ]
     if text:
         raise DataError(
             f"{path} has non-numeric cells in column(s) {', '.join(text)}; aevb reads numeric "
-            "CSV columns here: remove text columns or encode them as numbers (tables with "
-            "text columns: aevb impute)"
+            "CSV columns here: remove text columns or encode them as numbers (a text label "
+            "column: --labels COLUMN; tables with text columns: aevb impute)"
         )
     return frame.to_numpy(dtype=np.float64)  # empty cells are NaN
 

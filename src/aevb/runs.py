@@ -31,7 +31,13 @@ from .evaluation import evaluate
 from .inference import fit_local, fit_mean_field
 from .model import VAE
 from .report import SNAPSHOTS, draw_figures, draw_label_figures, spread_subset, write_report
-from .semisupervised import UNLABELLED, SemiSupervisedVAE, error_rate, labelled_subset
+from .semisupervised import (
+    UNLABELLED,
+    M1Features,
+    SemiSupervisedVAE,
+    error_rate,
+    labelled_subset,
+)
 from .semisupervised_train import fit_semi_supervised
 from .train import LatentSnapshots
 
@@ -186,7 +192,9 @@ def _train_semi_supervised(
     assert train.y is not None and valid.y is not None and test.y is not None
     num_classes = int(max(part.y.max() for part in (train, valid, test))) + 1  # type: ignore[union-attr]
     torch.manual_seed(config.seed)
-    model = build_semi_supervised(config.model, train.x.shape[1], num_classes)
+    features = _m1_features(config, train.x)
+    data_dim = train.x.shape[1] if features is None else features.out_dim
+    model = build_semi_supervised(config.model, data_dim, num_classes, features)
     model.check_data(train.x, train.y)
     out.mkdir(parents=True, exist_ok=True)
     save_json(config_to_dict(config), out / "config.json")
@@ -196,6 +204,8 @@ def _train_semi_supervised(
         "data_dim": train.x.shape[1],
         "image_shape": list(train.image_shape) if train.image_shape else None,
         "num_classes": num_classes,
+        "label_names": list(train.label_names) if train.label_names else None,
+        "feature_dim": data_dim,
         "num_train": len(train),
         "num_labelled": int((train.y != UNLABELLED).sum()),
         "num_valid": len(valid),
@@ -211,6 +221,7 @@ def _train_semi_supervised(
         batch_size=options.batch_size,
         labelled_per_batch=options.labelled_per_batch,
         alpha=options.alpha,
+        beta=options.beta,
         lr=options.lr,
         lr_decay=options.lr_decay,
         clip_grad_norm=options.clip_grad_norm,
@@ -242,6 +253,16 @@ def _train_semi_supervised(
     return run
 
 
+def _m1_features(config: RunConfig, x: torch.Tensor | None = None) -> M1Features | None:
+    """M1+M2: the posterior means of the VAE run ``[model] m1`` (standardized on ``x``)."""
+    if config.model.m1 is None:
+        return None
+    m1 = load_run(config.model.m1)
+    if not isinstance(m1.model, VAE):
+        raise ConfigError(f"[model] m1 = {config.model.m1} must be a VAE run (kind = vae)")
+    return M1Features(m1.model, x)
+
+
 def _snapshots(config: RunConfig, data: Dataset, out: Path, resume: bool) -> LatentSnapshots | None:
     every = config.train.snapshot_every
     if every == 0:
@@ -263,7 +284,9 @@ def load_run(path: str | Path, *, checkpoint: str = "model.safetensors") -> Run:
     if config.model.kind == "vae":
         model = build_model(config.model, int(facts["data_dim"]))
     else:
-        model = build_semi_supervised(config.model, facts["data_dim"], facts["num_classes"])
+        features = _m1_features(config)
+        dim, classes = facts["feature_dim"], facts["num_classes"]
+        model = build_semi_supervised(config.model, dim, classes, features)
     load_weights(model, path / checkpoint)
     model.eval()
     shape = tuple(facts["image_shape"]) if facts.get("image_shape") else None

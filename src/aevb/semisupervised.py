@@ -22,7 +22,6 @@ Labels are integers ``0 .. num_classes - 1``; :data:`UNLABELLED` (-1) marks a mi
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -30,8 +29,10 @@ from torch.distributions import Categorical, Distribution
 
 from .data import check_finite
 from .errors import DataError
+from .evaluation import encode_means
 from .heads import BernoulliHead, ClassHead, NormalHead
 from .kl import kl
+from .model import VAE
 from .networks import MLP, LabelConditionedMLP
 from .priors import StandardNormalPrior
 
@@ -59,6 +60,8 @@ class SemiSupervisedVAE(nn.Module):
         num_classes: number of labels.
         classifier: ``x (B, D) -> q(y|x)``, a ``Categorical`` with batch_shape ``(B,)``;
             ``None`` for a conditional VAE (labels always observed).
+        features: a fixed map applied to the data before everything else, so that the
+            model is over ``features(x)``; :class:`M1Features` makes the stacked M1+M2 model.
 
     p(y) is uniform over the classes (a buffer, as in the paper).
 
@@ -77,8 +80,10 @@ class SemiSupervisedVAE(nn.Module):
         prior: nn.Module,
         num_classes: int,
         classifier: nn.Module | None = None,
+        features: nn.Module | None = None,
     ) -> None:
         super().__init__()
+        self.features = features
         if num_classes < 2:
             raise ValueError(f"a label needs num_classes >= 2, got {num_classes}")
         self.encoder, self.decoder, self.prior = encoder, decoder, prior
@@ -94,52 +99,79 @@ class SemiSupervisedVAE(nn.Module):
         """p(y), uniform."""
         return Categorical(logits=self.label_logits)
 
+    def featurize(self, x: torch.Tensor) -> torch.Tensor:
+        """The data as the model sees them: ``features(x)``, or ``x`` without features."""
+        return x if self.features is None else self.features(x)
+
+    def to_data(self, v: torch.Tensor) -> torch.Tensor:
+        """Map model-space values back to data space where the features can (M1's decoder)."""
+        back = getattr(self.features, "to_data", None)
+        return v if back is None else back(v)
+
     def classify(self, x: torch.Tensor) -> Categorical:
         """q(y|x) for ``x (B, D)``."""
+        return self._classify(self.featurize(x))
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor) -> Distribution:
+        """q(z|x,y); ``y`` long, broadcast against ``x``'s batch dimensions."""
+        return self.encoder(self.featurize(x), y)
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor) -> Distribution:
+        """p(x|y,z) (over ``features(x)`` when there are features); ``y`` long, broadcast
+        against ``z``'s batch dimensions."""
+        return self.decoder(z, y)
+
+    def conditional_elbo(
+        self, x: torch.Tensor, y: torch.Tensor, *, num_samples: int = 1, beta: float = 1.0
+    ) -> torch.Tensor:
+        """Bound on log p(x|y) (the conditional VAE's ELBO): ``(*y batch)`` nats.
+
+        ``x (B, D)``; ``y (B,)`` or ``(C, B)`` (every class for each x, as in the sum over
+        labels); the KL is closed form when registered. ``beta`` weights the KL of z (a
+        bound only for ``beta = 1``): above 1 it makes z a costlier place than y for what
+        separates the classes.
+        """
+        return self._conditional_elbo(self.featurize(x), y, num_samples, beta)
+
+    def labelled_elbo(
+        self, x: torch.Tensor, y: torch.Tensor, *, num_samples: int = 1, beta: float = 1.0
+    ) -> torch.Tensor:
+        """L(x, y) = conditional ELBO + log p(y), a bound on log p(x, y): ``(B,)`` nats."""
+        bound = self._conditional_elbo(self.featurize(x), y, num_samples, beta)
+        return bound + self.label_prior().log_prob(y)
+
+    def unlabelled_elbo(
+        self, x: torch.Tensor, *, num_samples: int = 1, beta: float = 1.0
+    ) -> torch.Tensor:
+        """U(x) = sum_y q(y|x) L(x, y) + H(q(y|x)), a bound on log p(x): ``(B,)`` nats.
+
+        The sum enumerates all classes (one decoder pass per class, batched as ``(C, B)``).
+        """
+        v = self.featurize(x)  # once, not once per class
+        qy = self._classify(v)
+        classes = torch.arange(self.num_classes, device=x.device)
+        every = classes[:, None].expand(-1, x.shape[0])  # (C, B)
+        bound = self._conditional_elbo(v, every, num_samples, beta)
+        bound = bound + self.label_prior().log_prob(every)
+        return (qy.probs.T * bound).sum(0) + qy.entropy()
+
+    # -- on model-space values v = features(x) ------------------------------------------------
+
+    def _classify(self, v: torch.Tensor) -> Categorical:
         if self.classifier is None:
             raise ValueError(
                 "this conditional VAE has no classifier q(y|x): build it with a classifier "
                 "(mlp_m2) to predict labels or to learn from unlabelled data"
             )
-        return self.classifier(x)
+        return self.classifier(v)
 
-    def encode(self, x: torch.Tensor, y: torch.Tensor) -> Distribution:
-        """q(z|x,y); ``y`` long, broadcast against ``x``'s batch dimensions."""
-        return self.encoder(x, y)
-
-    def decode(self, z: torch.Tensor, y: torch.Tensor) -> Distribution:
-        """p(x|y,z); ``y`` long, broadcast against ``z``'s batch dimensions."""
-        return self.decoder(z, y)
-
-    def conditional_elbo(
-        self, x: torch.Tensor, y: torch.Tensor, *, num_samples: int = 1
+    def _conditional_elbo(
+        self, v: torch.Tensor, y: torch.Tensor, num_samples: int, beta: float
     ) -> torch.Tensor:
-        """Bound on log p(x|y) (the conditional VAE's ELBO): ``(*y batch)`` nats.
-
-        ``x (B, D)``; ``y (B,)`` or ``(C, B)`` (every class for each x, as in the sum over
-        labels); the KL is closed form when registered.
-        """
-        qz = self.encode(x, y)
+        qz = self.encoder(v, y)
         z = qz.rsample((num_samples,))
-        log_px_z = self.decode(z, y).log_prob(x).mean(0)
-        return log_px_z - kl(qz, self.prior(), z)
-
-    def labelled_elbo(
-        self, x: torch.Tensor, y: torch.Tensor, *, num_samples: int = 1
-    ) -> torch.Tensor:
-        """L(x, y) = conditional ELBO + log p(y), a bound on log p(x, y): ``(B,)`` nats."""
-        return self.conditional_elbo(x, y, num_samples=num_samples) + self.label_prior().log_prob(y)
-
-    def unlabelled_elbo(self, x: torch.Tensor, *, num_samples: int = 1) -> torch.Tensor:
-        """U(x) = sum_y q(y|x) L(x, y) + H(q(y|x)), a bound on log p(x): ``(B,)`` nats.
-
-        The sum enumerates all classes (one decoder pass per class, batched as ``(C, B)``).
-        """
-        qy = self.classify(x)
-        classes = torch.arange(self.num_classes, device=x.device)
-        every = classes[:, None].expand(-1, x.shape[0])  # (C, B)
-        bound = self.labelled_elbo(x, every, num_samples=num_samples)  # (C, B)
-        return (qy.probs.T * bound).sum(0) + qy.entropy()
+        log_px_z = self.decode(z, y).log_prob(v).mean(0)
+        return log_px_z - beta * kl(qz, self.prior(), z)
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
@@ -153,10 +185,12 @@ class SemiSupervisedVAE(nn.Module):
 
     @torch.no_grad()
     def sample(self, y: torch.Tensor, *, mean: bool = False) -> torch.Tensor:
-        """x ~ p(x|y, z), z ~ p(z), one per entry of ``y (n,)``: ``(n, D)`` (or the means)."""
+        """x ~ p(x|y, z), z ~ p(z), one per entry of ``y (n,)``: ``(n, D)`` (or the means).
+
+        With M1 features the draw is mapped back to data space through M1's decoder."""
         z = self.prior().sample(y.shape)
         px = self.decode(z, y)
-        return px.mean if mean else px.sample()
+        return self.to_data(px.mean if mean else px.sample())
 
     @torch.no_grad()
     def analogies(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -172,12 +206,17 @@ class SemiSupervisedVAE(nn.Module):
         y = self.predict(x) if y is None else y
         z = self.encode(x, y).mean  # (n, latent_dim)
         classes = torch.arange(self.num_classes, device=x.device)
-        return self.decode(z[:, None, :], classes[None, :]).mean
+        return self.to_data(self.decode(z[:, None, :], classes[None, :]).mean)
 
     @torch.no_grad()
     def check_data(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Raise :class:`aevb.DataError` unless ``x`` and labels ``y`` fit the model."""
         check_finite(x)
+        if self.features is not None:
+            check = getattr(self.features, "check_data", None)
+            if check is not None:
+                check(x)
+            x = self.features(x)
         if y.shape != x.shape[:1] or y.dtype not in (torch.int32, torch.int64):
             raise DataError(
                 f"labels must be one integer per example, shape ({x.shape[0]},), got "
@@ -209,62 +248,55 @@ class SemiSupervisedVAE(nn.Module):
             )
 
 
-@dataclass(frozen=True)
-class SemiSupervisedTerms:
-    """One minibatch of the M2 objective (Kingma et al. 2014, eq. 9), per-example in nats.
+class M1Features(nn.Module):
+    """x -> standardized E_q[z1|x] of a trained VAE's active units: M2's data in M1+M2.
 
-    Attributes:
-        labelled: ``(B_l,)`` L(x, y) of the labelled examples.
-        unlabelled: ``(B_u,)`` U(x) of the unlabelled examples.
-        log_qy: ``(B_l,)`` log q(y|x) of the labelled examples (empty without classifier).
-        surrogate: ``()`` the objective to maximize.
-    """
-
-    labelled: torch.Tensor
-    unlabelled: torch.Tensor
-    log_qy: torch.Tensor
-    surrogate: torch.Tensor
-
-    @property
-    def loss(self) -> torch.Tensor:
-        return -self.surrogate
-
-
-def semi_supervised_objective(
-    model: SemiSupervisedVAE,
-    x_labelled: torch.Tensor,
-    y: torch.Tensor,
-    x_unlabelled: torch.Tensor | None = None,
-    *,
-    labelled_share: float = 1.0,
-    alpha: float = 0.1,
-    num_samples: int = 1,
-) -> SemiSupervisedTerms:
-    """The M2 objective per example (Kingma et al. 2014, eq. 9, divided by N):
-
-        labelled_share * mean_l L(x, y) + (1 - labelled_share) * mean_u U(x)
-            + alpha * mean_l log q(y|x)
+    Kingma et al. (2014) stack M2 on the latent space of a VAE (M1) trained without labels.
+    Units whose posterior mean hardly varies over the data (standard deviation below
+    ``threshold``, Burda et al.'s activity criterion) carry no information and are dropped;
+    the rest are standardized. The M1 is frozen.
 
     Args:
-        x_labelled, y: ``(B_l, D)`` labelled examples and their ``(B_l,)`` labels.
-        x_unlabelled: ``(B_u, D)`` unlabelled examples (``None`` or empty: none).
-        labelled_share: N_l / N, the labelled fraction of the whole training set, so that a
-            minibatch that over-samples labelled data still estimates the paper's objective.
-        alpha: weight of the classification term; the paper's alpha = 0.1 N is ``0.1`` here
-            (0.1 N / N_l per labelled example). Ignored by a conditional VAE.
-        num_samples: z samples per (x, y) pair.
+        m1: a trained :class:`aevb.VAE`.
+        x: ``(n, D)`` data that fix the standardization (``None``: placeholders, to be
+            filled by ``load_state_dict``).
+        threshold: activity threshold on the standard deviation of E_q[z|x].
+
+    Shapes:
+        ``(*batch, D)`` -> ``(*batch, out_dim)``; :meth:`to_data` maps back through M1's decoder.
     """
-    labelled = model.labelled_elbo(x_labelled, y, num_samples=num_samples)
-    surrogate = labelled_share * labelled.mean() if len(y) else labelled.sum()
-    log_qy = labelled.new_zeros(0)
-    if model.classifier is not None and len(y):
-        log_qy = model.classify(x_labelled).log_prob(y)
-        surrogate = surrogate + alpha * log_qy.mean()
-    unlabelled = labelled.new_zeros(0)
-    if x_unlabelled is not None and len(x_unlabelled):
-        unlabelled = model.unlabelled_elbo(x_unlabelled, num_samples=num_samples)
-        surrogate = surrogate + (1.0 - labelled_share) * unlabelled.mean()
-    return SemiSupervisedTerms(labelled, unlabelled, log_qy, surrogate)
+
+    loc: torch.Tensor
+    scale: torch.Tensor
+    active: torch.Tensor
+
+    def __init__(self, m1: VAE, x: torch.Tensor | None = None, threshold: float = 0.1) -> None:
+        super().__init__()
+        self.m1 = m1.eval().requires_grad_(False)
+        if x is None:
+            loc, scale = torch.zeros(m1.latent_dim), torch.ones(m1.latent_dim)
+        else:
+            means = encode_means(m1, x)
+            loc, scale = means.mean(0), means.std(0)
+        self.register_buffer("loc", loc)
+        self.register_buffer("scale", scale.clamp_min(1e-6))
+        self.register_buffer("active", scale > threshold if x is not None else scale > 0)
+        self.out_dim = int(self.active.sum())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            means = self.m1.encode(x).mean
+        return ((means - self.loc) / self.scale)[..., self.active]
+
+    def to_data(self, v: torch.Tensor) -> torch.Tensor:
+        """Mean of M1's p(x|z1) at z1 = the unstandardized features (inactive units at their
+        mean)."""
+        z = self.loc.expand(*v.shape[:-1], -1).clone()
+        z[..., self.active] = v * self.scale[self.active] + self.loc[self.active]
+        return self.m1.decode(z).mean
+
+    def check_data(self, x: torch.Tensor) -> None:
+        self.m1.check_data(x)
 
 
 def mlp_m2(
@@ -276,6 +308,7 @@ def mlp_m2(
     likelihood: Callable[[int, int], nn.Module] = BernoulliHead,
     activation: type[nn.Module] = nn.Softplus,
     classifier: bool = True,
+    features: nn.Module | None = None,
 ) -> SemiSupervisedVAE:
     """M2 (or, with ``classifier=False``, a conditional VAE) from MLPs.
 
@@ -287,6 +320,14 @@ def mlp_m2(
     Args:
         likelihood: head factory ``(in_dim, data_dim) -> head`` of p(x|y,z), e.g.
             ``BernoulliHead`` for binary pixels or ``NormalHead`` for real features (M1+M2).
+        features: a fixed map applied to the data first, e.g. :class:`M1Features`; then
+            ``data_dim`` is its output size (``features.out_dim``).
+
+    Example (M1+M2, with ``m1`` a trained :class:`aevb.VAE`):
+        >>> features = M1Features(m1, train_x)  # doctest: +SKIP
+        >>> m2 = mlp_m2(
+        ...     features.out_dim, 10, likelihood=NormalHead, features=features
+        ... )  # doctest: +SKIP
     """
     encoder = Conditional(
         LabelConditionedMLP(data_dim, num_classes, hidden_dims, activation),
@@ -299,7 +340,8 @@ def mlp_m2(
     if classifier:
         body = MLP(data_dim, hidden_dims, activation)
         qy = nn.Sequential(body, ClassHead(body.out_dim, num_classes))
-    return SemiSupervisedVAE(encoder, decoder, StandardNormalPrior(latent_dim), num_classes, qy)
+    prior = StandardNormalPrior(latent_dim)
+    return SemiSupervisedVAE(encoder, decoder, prior, num_classes, qy, features)
 
 
 def labelled_subset(y: torch.Tensor, per_class: int, *, seed: int = 0) -> torch.Tensor:

@@ -1,9 +1,10 @@
-"""Fitting M2 and the conditional VAE: minibatches that mix labelled and unlabelled rows.
+"""Fitting M2 and the conditional VAE: the objective, and minibatches that mix labelled and
+unlabelled rows.
 
 An epoch is one pass over the unlabelled rows (over the labelled rows when every row has a
 label). Every step also takes ``labelled_per_batch`` labelled rows from a reshuffled cycle
 through the few labelled ones, so with 100 labels out of 50,000 each labelled example is
-seen many times per epoch; :func:`aevb.semisupervised.semi_supervised_objective` weights the
+seen many times per epoch; :func:`semi_supervised_objective` weights the
 two parts by their share of the whole training set, so the over-sampling changes the
 variance of the gradient, not the objective (Kingma et al. 2014, eq. 9).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,12 +23,68 @@ from tqdm.auto import tqdm
 
 from .errors import DataError, TrainingDiverged
 from .evaluation import device_of
-from .semisupervised import (
-    UNLABELLED,
-    SemiSupervisedVAE,
-    error_rate,
-    semi_supervised_objective,
-)
+from .semisupervised import UNLABELLED, SemiSupervisedVAE, error_rate
+
+
+@dataclass(frozen=True)
+class SemiSupervisedTerms:
+    """One minibatch of the M2 objective (Kingma et al. 2014, eq. 9), per-example in nats.
+
+    Attributes:
+        labelled: ``(B_l,)`` L(x, y) of the labelled examples.
+        unlabelled: ``(B_u,)`` U(x) of the unlabelled examples.
+        log_qy: ``(B_l,)`` log q(y|x) of the labelled examples (empty without classifier).
+        surrogate: ``()`` the objective to maximize.
+    """
+
+    labelled: torch.Tensor
+    unlabelled: torch.Tensor
+    log_qy: torch.Tensor
+    surrogate: torch.Tensor
+
+    @property
+    def loss(self) -> torch.Tensor:
+        return -self.surrogate
+
+
+def semi_supervised_objective(
+    model: SemiSupervisedVAE,
+    x_labelled: torch.Tensor,
+    y: torch.Tensor,
+    x_unlabelled: torch.Tensor | None = None,
+    *,
+    labelled_share: float = 1.0,
+    alpha: float = 0.1,
+    num_samples: int = 1,
+    beta: float = 1.0,
+) -> SemiSupervisedTerms:
+    """The M2 objective per example (Kingma et al. 2014, eq. 9, divided by N):
+
+        labelled_share * mean_l L(x, y) + (1 - labelled_share) * mean_u U(x)
+            + alpha * mean_l log q(y|x)
+
+    Args:
+        x_labelled, y: ``(B_l, D)`` labelled examples and their ``(B_l,)`` labels.
+        x_unlabelled: ``(B_u, D)`` unlabelled examples (``None`` or empty: none).
+        labelled_share: N_l / N, the labelled fraction of the whole training set, so that a
+            minibatch that over-samples labelled data still estimates the paper's objective.
+        alpha: weight of the classification term; the paper's alpha = 0.1 N is ``0.1`` here
+            (0.1 N / N_l per labelled example). Ignored by a conditional VAE.
+        num_samples: z samples per (x, y) pair.
+        beta: weight of KL(q(z|x,y) || p(z)) in both bounds (1: the paper's objective; the
+            terms are then not bounds on log p).
+    """
+    labelled = model.labelled_elbo(x_labelled, y, num_samples=num_samples, beta=beta)
+    surrogate = labelled_share * labelled.mean() if len(y) else labelled.sum()
+    log_qy = labelled.new_zeros(0)
+    if model.classifier is not None and len(y):
+        log_qy = model.classify(x_labelled).log_prob(y)
+        surrogate = surrogate + alpha * log_qy.mean()
+    unlabelled = labelled.new_zeros(0)
+    if x_unlabelled is not None and len(x_unlabelled):
+        unlabelled = model.unlabelled_elbo(x_unlabelled, num_samples=num_samples, beta=beta)
+        surrogate = surrogate + (1.0 - labelled_share) * unlabelled.mean()
+    return SemiSupervisedTerms(labelled, unlabelled, log_qy, surrogate)
 
 
 class _Cycle:
@@ -63,6 +121,7 @@ def fit_semi_supervised(
     lr: float = 1e-3,
     lr_decay: float = 1.0,
     num_samples: int = 1,
+    beta: float = 1.0,
     clip_grad_norm: float | None = None,
     max_seconds: float | None = None,
     seed: int = 0,
@@ -84,6 +143,7 @@ def fit_semi_supervised(
         labelled_share: weight of the labelled ELBO (the unlabelled one gets the rest);
             ``None``: N_l / N, the paper's objective.
         lr, lr_decay: Adam step size, multiplied by ``lr_decay`` after every epoch.
+        beta: KL weight of z, see :func:`semi_supervised_objective`.
         max_seconds: stop after the first epoch that ends past this wall time.
         on_epoch: called with each epoch's record (e.g. to print or save a curve).
 
@@ -115,7 +175,8 @@ def fit_semi_supervised(
         sums = torch.zeros(3, dtype=torch.float64)
         counts = torch.zeros(3)
         steps = math.ceil(len(order) / batch_size)
-        for batch in tqdm(order.split(batch_size), total=steps, leave=False, disable=not progress):
+        bar = tqdm(total=steps, leave=False, disable=None if progress else True)
+        for batch in order.split(batch_size):
             if len(unlabelled_rows):
                 labelled = labelled_cycle.take(labelled_per_batch)
                 x_u = x[batch].to(device)
@@ -129,6 +190,7 @@ def fit_semi_supervised(
                 labelled_share=share,
                 alpha=alpha,
                 num_samples=num_samples,
+                beta=beta,
             )
             if not torch.isfinite(terms.loss):
                 raise TrainingDiverged(
@@ -141,10 +203,12 @@ def fit_semi_supervised(
             if clip_grad_norm is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
             optimizer.step()
+            bar.update()
             with torch.no_grad():
                 for i, part in enumerate((terms.unlabelled, terms.labelled, -terms.log_qy)):
                     sums[i] += float(part.double().sum())
                     counts[i] += len(part)
+        bar.close()
         for group in optimizer.param_groups:
             group["lr"] *= lr_decay
         means = (sums / counts.clamp(min=1)).tolist()
