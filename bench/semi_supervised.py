@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from aevb import M1Features, NormalHead, load_run
+from aevb import M1Features, NormalHead, load_run, save_weights
 from aevb.data import load_dataset, split
 from aevb.plots import plot_analogies, plot_conditional_samples
 from aevb.semisupervised import UNLABELLED, error_rate, labelled_subset, mlp_m2
@@ -44,6 +44,10 @@ def hide_labels(y: torch.Tensor, seed: int) -> torch.Tensor:
     hidden = torch.full_like(y, UNLABELLED)
     hidden[shown] = y[shown]
     return hidden
+
+
+def first_of_each_class(data):
+    return data[torch.stack([(data.y == c).nonzero()[0, 0] for c in range(10)])]
 
 
 def run_m2(train, valid, test, y, seed: int, args: argparse.Namespace, out: Path | None) -> dict:
@@ -66,9 +70,10 @@ def run_m2(train, valid, test, y, seed: int, args: argparse.Namespace, out: Path
     )
     seconds = time.perf_counter() - started
     if out is not None:
-        test_known = test[torch.arange(0, len(test), len(test) // 10)]  # one per class block
-        plot_analogies(model, test_known.x, (28, 28), out / "analogies.png", test_known.y)
+        firsts = first_of_each_class(test)
+        plot_analogies(model, firsts.x, (28, 28), out / "analogies.png", firsts.y)
         plot_conditional_samples(model, (28, 28), out / "conditional_samples.png")
+        save_weights(model, out / "m2.safetensors")
     return _result(error_rate(model, test.x, test.y), seconds, history)
 
 
@@ -93,8 +98,9 @@ def run_m1m2(train, valid, test, y, seed: int, args: argparse.Namespace, out: Pa
     )
     seconds = time.perf_counter() - started
     if out is not None:  # drawn back to pixels through M1's decoder
-        test_known = test[torch.arange(0, len(test), len(test) // 10)]
-        plot_analogies(model, test_known.x, (28, 28), out / "m1m2_analogies.png", test_known.y)
+        firsts = first_of_each_class(test)
+        plot_analogies(model, firsts.x, (28, 28), out / "m1m2_analogies.png", firsts.y)
+        save_weights(model, out / "m1m2.safetensors")
     return _result(error_rate(model, test.x, test.y), seconds, history)
 
 

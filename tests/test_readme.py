@@ -71,3 +71,12 @@ def test_labels_example_runs(tmp_path: Path) -> None:
     error, *shape = lines[-1].split(maxsplit=1)
     assert shape == ["(5, 10, 64)"]
     assert float(error) < 0.25  # 50 labels; logistic regression on those 50 alone: 0.21
+
+
+def test_config_file_example_is_a_valid_config(tmp_path: Path) -> None:
+    from aevb.config import load_config
+
+    (block,) = re.findall(r"```toml\n(.*?)```", README, flags=re.DOTALL)
+    (tmp_path / "run.toml").write_text(block)
+    config = load_config(tmp_path / "run.toml")
+    assert config.model.kind == "vae" and config.train.alpha == 1.0

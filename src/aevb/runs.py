@@ -190,7 +190,8 @@ def _train_semi_supervised(
 ) -> Run:
     """M2 or a conditional VAE (:mod:`aevb.semisupervised`): fit, test error, figures."""
     assert train.y is not None and valid.y is not None and test.y is not None
-    num_classes = int(max(part.y.max() for part in (train, valid, test))) + 1  # type: ignore[union-attr]
+    largest = max(int(part.y.max()) for part in (train, valid, test) if part.y is not None)
+    num_classes = len(train.label_names) if train.label_names else largest + 1
     torch.manual_seed(config.seed)
     features = _m1_features(config, train.x)
     data_dim = train.x.shape[1] if features is None else features.out_dim
