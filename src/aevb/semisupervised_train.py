@@ -54,7 +54,7 @@ def semi_supervised_objective(
     x_unlabelled: torch.Tensor | None = None,
     *,
     labelled_share: float = 1.0,
-    alpha: float = 0.1,
+    alpha: float = 1.0,
     num_samples: int = 1,
     beta: float = 1.0,
 ) -> SemiSupervisedTerms:
@@ -71,8 +71,8 @@ def semi_supervised_objective(
         alpha: weight of the classification term; the paper's alpha = 0.1 N is ``0.1`` here
             (0.1 N / N_l per labelled example). Ignored by a conditional VAE.
         num_samples: z samples per (x, y) pair.
-        beta: weight of KL(q(z|x,y) || p(z)) in both bounds (1: the paper's objective; the
-            terms are then not bounds on log p).
+        beta: weight of KL(q(z|x,y) || p(z)) in both bounds: 1 is the paper's objective;
+            any other value makes the terms no longer bounds on log p.
     """
     labelled = model.labelled_elbo(x_labelled, y, num_samples=num_samples, beta=beta)
     surrogate = labelled_share * labelled.mean() if len(y) else labelled.sum()
