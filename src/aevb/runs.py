@@ -86,8 +86,8 @@ def load_run_data(config: RunConfig) -> tuple[Dataset, Dataset, Dataset]:
     train, valid, test = split(dataset, fractions, seed=config.seed)
     if labelled and data.num_labelled is not None:
         assert train.y is not None
-        num_classes = int(dataset.y.max()) + 1  # type: ignore[union-attr]
-        keep = labelled_subset(train.y, data.num_labelled // num_classes, seed=config.seed)
+        per_class = data.num_labelled // _num_classes(dataset)
+        keep = labelled_subset(train.y, per_class, seed=config.seed)
         hidden = torch.full_like(train.y, UNLABELLED)
         hidden[keep] = train.y[keep]
         train = replace(train, y=hidden)
@@ -190,8 +190,7 @@ def _train_semi_supervised(
 ) -> Run:
     """M2 or a conditional VAE (:mod:`aevb.semisupervised`): fit, test error, figures."""
     assert train.y is not None and valid.y is not None and test.y is not None
-    largest = max(int(part.y.max()) for part in (train, valid, test) if part.y is not None)
-    num_classes = len(train.label_names) if train.label_names else largest + 1
+    num_classes = _num_classes(train, valid, test)
     torch.manual_seed(config.seed)
     features = _m1_features(config, train.x)
     data_dim = train.x.shape[1] if features is None else features.out_dim
@@ -252,6 +251,13 @@ def _train_semi_supervised(
     if train.image_shape is not None and len(train.image_shape) == 2:
         draw_label_figures(run, test if len(test) else train)
     return run
+
+
+def _num_classes(*parts: Dataset) -> int:
+    """Classes of labelled data: its label names, or the largest label seen plus one."""
+    if parts[0].label_names:
+        return len(parts[0].label_names)
+    return max(int(part.y.max()) for part in parts if part.y is not None and len(part)) + 1
 
 
 def _m1_features(config: RunConfig, x: torch.Tensor | None = None) -> M1Features | None:
