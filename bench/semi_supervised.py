@@ -50,25 +50,30 @@ def first_of_each_class(data):
     return data[torch.stack([(data.y == c).nonzero()[0, 0] for c in range(10)])]
 
 
-def run_m2(train, valid, test, y, seed: int, args: argparse.Namespace, out: Path | None) -> dict:
-    torch.manual_seed(seed)
-    model = mlp_m2(784, 10)
+def fit(model, train, valid, y, seed: int, epochs: int, args, name: str) -> tuple[list, float]:
+    """Fit one model on the split; its per-epoch history and wall time."""
     started = time.perf_counter()
     history = fit_semi_supervised(
         model,
         train.x,
         y,
         valid=(valid.x, valid.y),
-        epochs=args.m2_epochs,
+        epochs=epochs,
         lr=1e-3,
         alpha=args.alpha,
         beta=args.beta,
         max_seconds=3300,
         seed=seed,
         progress=False,
-        on_epoch=_show("M2", seed),
+        on_epoch=_show(name, seed),
     )
-    seconds = time.perf_counter() - started
+    return history, time.perf_counter() - started
+
+
+def run_m2(train, valid, test, y, seed: int, args: argparse.Namespace, out: Path | None) -> dict:
+    torch.manual_seed(seed)
+    model = mlp_m2(784, 10)
+    history, seconds = fit(model, train, valid, y, seed, args.m2_epochs, args, "M2")
     if out is not None:
         firsts = first_of_each_class(test)
         plot_analogies(model, firsts.x, (28, 28), out / "analogies.png", firsts.y)
@@ -81,22 +86,7 @@ def run_m1m2(train, valid, test, y, seed: int, args: argparse.Namespace, out: Pa
     features = M1Features(load_run(args.m1).vae, train.x)  # active units, standardized
     torch.manual_seed(seed)
     model = mlp_m2(features.out_dim, 10, likelihood=NormalHead, features=features)
-    started = time.perf_counter()
-    history = fit_semi_supervised(
-        model,
-        train.x,
-        y,
-        valid=(valid.x, valid.y),
-        epochs=args.m1m2_epochs,
-        lr=1e-3,
-        alpha=args.alpha,
-        beta=args.beta,
-        max_seconds=3300,
-        seed=seed,
-        progress=False,
-        on_epoch=_show("M1+M2", seed),
-    )
-    seconds = time.perf_counter() - started
+    history, seconds = fit(model, train, valid, y, seed, args.m1m2_epochs, args, "M1+M2")
     if out is not None:  # drawn back to pixels through M1's decoder
         firsts = first_of_each_class(test)
         plot_analogies(model, firsts.x, (28, 28), out / "m1m2_analogies.png", firsts.y)

@@ -18,6 +18,25 @@ TINY = ["--epochs", "2", "--hidden-dims", "64", "--latent-dim", "4", "--quiet"]
 DIGITS = ["--data", "digits-binary", "--likelihood", "bernoulli"]
 
 
+def train_m2(out: Path, data: Path, labels: Path | str, check: bool = True):
+    """``aevb train --model m2`` of binary data with labels from ``labels``."""
+    return aevb(
+        "train",
+        "--out",
+        out,
+        "--data",
+        data,
+        "--labels",
+        labels,
+        "--model",
+        "m2",
+        "--likelihood",
+        "bernoulli",
+        *TINY,
+        check=check,
+    )
+
+
 @pytest.fixture(scope="module")
 def m2_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("m2") / "run"
@@ -55,20 +74,7 @@ def test_labels_from_a_csv_column_with_holes_and_from_a_file(tmp_path: Path) -> 
     frame = pd.DataFrame(x, columns=[f"p{i}" for i in range(64)]).assign(digit=y)
     frame.to_csv(tmp_path / "digits.csv", index=False)
     out = tmp_path / "column"
-    aevb(
-        "train",
-        "--out",
-        out,
-        "--data",
-        tmp_path / "digits.csv",
-        "--labels",
-        "digit",
-        "--model",
-        "m2",
-        "--likelihood",
-        "bernoulli",
-        *TINY,
-    )
+    train_m2(out, tmp_path / "digits.csv", "digit")
     run = load_run(out)
     train = load_run_data(run.config)[0]
     assert train.x.shape[1] == 64  # the label column is not a feature
@@ -82,20 +88,7 @@ def test_labels_from_a_csv_column_with_holes_and_from_a_file(tmp_path: Path) -> 
     text = pd.Series(names[np.nan_to_num(y).astype(int)]).where(~np.isnan(y))
     frame.assign(digit=text).to_csv(tmp_path / "named.csv", index=False)
     named = tmp_path / "named"
-    aevb(
-        "train",
-        "--out",
-        named,
-        "--data",
-        tmp_path / "named.csv",
-        "--labels",
-        "digit",
-        "--model",
-        "m2",
-        "--likelihood",
-        "bernoulli",
-        *TINY,
-    )
+    train_m2(named, tmp_path / "named.csv", "digit")
     assert load_run(named).metrics["label_names"] == sorted(names.tolist())
     aevb(
         "predict",
@@ -115,51 +108,14 @@ def test_labels_from_a_csv_column_with_holes_and_from_a_file(tmp_path: Path) -> 
     codes = np.where(np.isnan(y), 255, y).astype(np.uint8)
     np.save(tmp_path / "y.npy", codes)
     out = tmp_path / "file"
-    aevb(
-        "train",
-        "--out",
-        out,
-        "--data",
-        tmp_path / "x.npy",
-        "--labels",
-        tmp_path / "y.npy",
-        "--model",
-        "m2",
-        "--likelihood",
-        "bernoulli",
-        *TINY,
-    )
+    train_m2(out, tmp_path / "x.npy", tmp_path / "y.npy")
     assert load_run(out).metrics["num_labelled"] == run.metrics["num_labelled"]
 
     np.save(tmp_path / "short.npy", codes[:10])
-    result = aevb(
-        "train",
-        "--out",
-        tmp_path / "bad",
-        "--data",
-        tmp_path / "x.npy",
-        "--labels",
-        tmp_path / "short.npy",
-        "--model",
-        "m2",
-        *TINY,
-        check=False,
-    )
+    result = train_m2(tmp_path / "bad", tmp_path / "x.npy", tmp_path / "short.npy", check=False)
     _fails_cleanly(result, "but the data have 400 rows")
     np.save(tmp_path / "half.npy", codes + 0.5)
-    result = aevb(
-        "train",
-        "--out",
-        tmp_path / "bad2",
-        "--data",
-        tmp_path / "x.npy",
-        "--labels",
-        tmp_path / "half.npy",
-        "--model",
-        "m2",
-        *TINY,
-        check=False,
-    )
+    result = train_m2(tmp_path / "bad2", tmp_path / "x.npy", tmp_path / "half.npy", check=False)
     _fails_cleanly(result, "must be whole numbers")
 
 

@@ -122,6 +122,11 @@ class TrainConfig:
     alpha: float = 1.0  # m2: weight of log q(y|x) on labelled data (paper: 0.1)
     labelled_per_batch: int = 10  # m2: labelled rows added to every minibatch
 
+    @property
+    def max_seconds(self) -> float | None:
+        """``max_minutes`` in seconds, as the fitting loops take it."""
+        return None if self.max_minutes is None else 60 * self.max_minutes
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -380,7 +385,7 @@ def build_trainer(
         beta=train.beta,
         kl_warmup_epochs=train.kl_warmup_epochs,
         clip_grad_norm=train.clip_grad_norm,
-        max_seconds=None if train.max_minutes is None else 60 * train.max_minutes,
+        max_seconds=train.max_seconds,
         seed=config.seed,
         run_dir=run_dir,
         progress=progress,

@@ -124,17 +124,7 @@ def train_run(
     model.check_data(train.x)  # before anything is written
     if config.train.init_from and not resume:
         load_weights(model, Path(config.train.init_from) / "model.safetensors")
-    out.mkdir(parents=True, exist_ok=True)
-    save_json(config_to_dict(config), out / "config.json")
-    facts = {
-        "aevb_version": __version__,
-        "data_dim": train.x.shape[1],
-        "image_shape": list(train.image_shape) if train.image_shape else None,
-        "num_train": len(train),
-        "num_valid": len(valid),
-        "num_test": len(test),
-    }
-    save_json(facts, out / "run.json")
+    facts = _start_run_folder(config, out, train, valid, test)
     if config.train.inference == "mean-field":
         if resume:
             raise ConfigError("mean-field runs cannot be resumed; train into a new --out folder")
@@ -170,11 +160,10 @@ def _train_mean_field(
         batch_size=options.batch_size,
         lr=options.lr,
         local_lr=options.local_lr,
-        max_seconds=None if options.max_minutes is None else 60 * options.max_minutes,
+        max_seconds=options.max_seconds,
         seed=config.seed,
     )
-    save_weights(model, out / "model.safetensors")
-    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    _save_fitted(model, out, history)
     facts.update(inference="mean-field", epochs_trained=len(history))
     facts["train_seconds"] = history[-1]["seconds"] if history else 0.0
     if len(test):  # new data need their own fit: the cost amortization avoids
@@ -196,21 +185,18 @@ def _train_semi_supervised(
     data_dim = train.x.shape[1] if features is None else features.out_dim
     model = build_semi_supervised(config.model, data_dim, num_classes, features)
     model.check_data(train.x, train.y)
-    out.mkdir(parents=True, exist_ok=True)
-    save_json(config_to_dict(config), out / "config.json")
-    facts: dict[str, Any] = {
-        "aevb_version": __version__,
-        "kind": config.model.kind,
-        "data_dim": train.x.shape[1],
-        "image_shape": list(train.image_shape) if train.image_shape else None,
-        "num_classes": num_classes,
-        "label_names": list(train.label_names) if train.label_names else None,
-        "feature_dim": data_dim,
-        "num_train": len(train),
-        "num_labelled": int((train.y != UNLABELLED).sum()),
-        "num_valid": len(valid),
-        "num_test": len(test),
-    }
+    facts = _start_run_folder(
+        config,
+        out,
+        train,
+        valid,
+        test,
+        kind=config.model.kind,
+        num_classes=num_classes,
+        label_names=list(train.label_names) if train.label_names else None,
+        feature_dim=data_dim,
+        num_labelled=int((train.y != UNLABELLED).sum()),
+    )
     options = config.train
     history = fit_semi_supervised(
         model,
@@ -225,12 +211,11 @@ def _train_semi_supervised(
         lr=options.lr,
         lr_decay=options.lr_decay,
         clip_grad_norm=options.clip_grad_norm,
-        max_seconds=None if options.max_minutes is None else 60 * options.max_minutes,
+        max_seconds=options.max_seconds,
         seed=config.seed,
         progress=progress,
     )
-    save_weights(model, out / "model.safetensors")
-    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    _save_fitted(model, out, history)
     facts.update(epochs_trained=len(history), train_seconds=history[-1]["seconds"])
     known = test.y != UNLABELLED
     if model.classifier is not None and bool(known.any()):
@@ -251,6 +236,31 @@ def _train_semi_supervised(
     if train.image_shape is not None and len(train.image_shape) == 2:
         draw_label_figures(run, test if len(test) else train)
     return run
+
+
+def _start_run_folder(
+    config: RunConfig, out: Path, train: Dataset, valid: Dataset, test: Dataset, **extra: Any
+) -> dict[str, Any]:
+    """Create ``out`` with ``config.json`` and ``run.json`` (data facts, plus ``extra``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(config_to_dict(config), out / "config.json")
+    facts = {
+        "aevb_version": __version__,
+        "data_dim": train.x.shape[1],
+        "image_shape": list(train.image_shape) if train.image_shape else None,
+        "num_train": len(train),
+        "num_valid": len(valid),
+        "num_test": len(test),
+        **extra,
+    }
+    save_json(facts, out / "run.json")
+    return facts
+
+
+def _save_fitted(model: torch.nn.Module, out: Path, history: list[dict[str, Any]]) -> None:
+    """The weights of a run fitted outside :class:`aevb.Trainer`, and its per-epoch metrics."""
+    save_weights(model, out / "model.safetensors")
+    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
 
 
 def _num_classes(*parts: Dataset) -> int:
