@@ -10,6 +10,7 @@ import torch
 from ppca import PPCA, encoder_gradients
 
 from aevb import active_units, elbo, elbo_surgery, iwae_bound, log_px
+from aevb.evaluation import _aggregate_log_prob
 
 
 @pytest.fixture
@@ -188,3 +189,15 @@ def test_bfloat16_and_compiled_decoders_agree_with_float32() -> None:
     low = log_px(model, x, 64, matmul_dtype=torch.bfloat16)
     torch.testing.assert_close(compiled.log_px, reference.log_px, rtol=0, atol=1e-4)
     assert (low.log_px - reference.log_px).abs().max() < 0.05
+
+
+def test_aggregate_posterior_of_diagonal_and_general_gaussians_agree() -> None:
+    """The matrix-product mixture density (diagonal q) equals the general (N, M, D) path."""
+    torch.manual_seed(0)
+    loc, scale = torch.randn(40, 3).double(), (0.1 + torch.rand(40, 3)).double()
+    diagonal = torch.distributions.Independent(torch.distributions.Normal(loc, scale), 1)
+    general = torch.distributions.MultivariateNormal(loc, scale_tril=torch.diag_embed(scale))
+    z = diagonal.sample((2,)).reshape(-1, 3)
+    fast = _aggregate_log_prob(diagonal, z, max_elements=100)
+    direct = _aggregate_log_prob(general, z, max_elements=100)
+    torch.testing.assert_close(fast, direct, rtol=1e-10, atol=1e-10)

@@ -85,6 +85,7 @@ class ModelConfig:
     activation: str = "relu"
     prior: str = "standard-normal"
     prior_components: int | None = None  # mixture: 10, vamp: 500 pseudo-inputs
+    pseudo_inputs: str = "noise"  # vamp: noise (the paper's N(0.05, 0.01^2)) or data (examples)
     posterior: str = "diagonal"  # q(z|x): diagonal, full (covariance), planar (flow)
     likelihood_scale: float = 0.1
     num_categories: int = 256
@@ -176,6 +177,7 @@ _CHOICES: dict[str, Mapping[str, object]] = {
     "posterior": POSTERIORS,
     "inference": dict.fromkeys(INFERENCE),
     "kind": dict.fromkeys(KINDS),
+    "pseudo_inputs": dict.fromkeys(("noise", "data")),
 }
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
@@ -307,6 +309,8 @@ def _check_ranges(config: Any, where: str) -> None:
             raise ConfigError(f"{where}: {key} must be >= 0, got {getattr(config, key)}")
     if isinstance(config, ModelConfig) and any(width < 1 for width in config.hidden_dims):
         raise ConfigError(f"{where}: hidden_dims must be positive, got {config.hidden_dims}")
+    if isinstance(config, ModelConfig) and config.pseudo_inputs == "data" and config.prior != "vamp":
+        raise ConfigError(f"{where}: pseudo_inputs is a vamp option; set prior = 'vamp'")
     if isinstance(config, TrainConfig) and config.stl and config.analytic_kl:
         raise ConfigError(f"{where}: stl = true needs analytic_kl = false (Monte Carlo KL)")
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.distributions import Distribution
+from torch.distributions import Distribution, Independent, Normal
 
+from .distributions import DiagonalNormalMixture
 from .kl import kl, kl_per_dim
 from .model import VAE
 from .objectives import ELBOTerms, elbo
@@ -256,17 +257,34 @@ def elbo_surgery(
     log_q_own = qz_all.log_prob(z)  # (S, N)
     average_kl = float(kl(qz_all, pz, z).double().mean())
     flat = z.reshape(-1, z.shape[-1])  # (S * N, D)
-    rows = max(1, max_elements // (n * z.shape[-1]))
-    log_q_aggregate = torch.cat(
-        [
-            torch.logsumexp(qz_all.log_prob(part[:, None, :]).double(), dim=1) - math.log(n)
-            for part in flat.split(rows)
-        ]
-    ).reshape(num_samples, n)
+    log_q_aggregate = _aggregate_log_prob(qz_all, flat, max_elements).reshape(num_samples, n)
     terms = (log_q_own.double() - log_q_aggregate).flatten()
     mutual_info = float(terms.mean())
     stderr = float(terms.std() / math.sqrt(terms.numel())) if terms.numel() > 1 else math.nan
     return Surgery(average_kl, mutual_info, average_kl - mutual_info, stderr, n)
+
+
+def _aggregate_log_prob(
+    qz_all: Distribution, z: torch.Tensor, max_elements: int
+) -> torch.Tensor:
+    """log q(z) = logsumexp_m log q(z|x_m) - log N for ``z (M, D)``, in float64 blocks."""
+    n = qz_all.batch_shape[0]
+    if isinstance(qz_all, Independent) and type(qz_all.base_dist) is Normal:
+        # Diagonal Gaussians: the N-component mixture's matrix-product density, (rows, N) blocks.
+        aggregate = DiagonalNormalMixture(
+            torch.zeros(n, dtype=torch.float64, device=z.device),
+            qz_all.mean.double(),
+            qz_all.stddev.double(),
+        )
+        rows = max(1, max_elements // n)
+        return torch.cat([aggregate.log_prob(part.double()) for part in z.split(rows)])
+    rows = max(1, max_elements // (n * z.shape[-1]))  # general q: (rows, N, D) blocks
+    return torch.cat(
+        [
+            torch.logsumexp(qz_all.log_prob(part[:, None, :]).double(), dim=1) - math.log(n)
+            for part in z.split(rows)
+        ]
+    )
 
 
 def summarize(

@@ -122,6 +122,8 @@ def train_run(
     torch.manual_seed(config.seed)
     model = build_model(config.model, train.x.shape[1])
     model.check_data(train.x)  # before anything is written
+    if config.model.pseudo_inputs == "data":
+        model.prior.initialize_from(train.x)
     if config.train.init_from and not resume:
         load_weights(model, Path(config.train.init_from) / "model.safetensors")
     facts = _start_run_folder(config, out, train, valid, test)
