@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
-from .distributions import DiagonalNormalMixture
+from .distributions import DiagonalNormalMixture, bernoulli_log_prob, unwrap
 from .kl import kl, kl_per_dim
 from .model import VAE
 from .objectives import ELBOTerms, elbo
@@ -136,7 +136,7 @@ def log_px(
     k: int = 5000,
     *,
     batch_size: int = 16,
-    max_rows: int = 1024,
+    max_rows: int = 4096,
     compile: bool = False,
     matmul_dtype: torch.dtype = torch.float32,
     proposal: Callable[[slice], Distribution] | None = None,
@@ -147,8 +147,8 @@ def log_px(
     al. 2015); k = 5000 is the convention for published numbers. Proposals are drawn in chunks
     of ``c = max(1, max_rows // batch_size)`` and reduced with a running log-sum-exp, so peak
     memory is about ``max_rows * (sum of decoder widths + data_dim) * 4`` bytes whatever k
-    (the default 1,024 rows of a 784-200-200-50 decoder: ~5 MB, cache-sized on purpose), and
-    time is linear in k and n.
+    (the default 4,096 rows of a 784-200-200-50 decoder: ~32 MB, and fewer, larger steps
+    than 1,024 rows measured faster), and time is linear in k and n.
 
     Args:
         x: ``(n, *event)`` data.
@@ -195,16 +195,22 @@ def log_px(
 
 
 def _decoder_log_likelihood(model: VAE, matmul_dtype: torch.dtype):
-    """``(z, x) -> log p(x|z)`` in float32, the decoder's matrix products in ``matmul_dtype``."""
+    """``(z, x) -> log p(x|z)`` in x's dtype, the decoder's matrix products in ``matmul_dtype``;
+    Bernoulli images take :func:`aevb.distributions.bernoulli_log_prob` (fewer logarithms)."""
 
     def log_likelihood(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if matmul_dtype == torch.float32 or matmul_dtype == x.dtype:
-            return model.decode(z).log_prob(x)
-        with torch.autocast(z.device.type, dtype=matmul_dtype):
+        low = matmul_dtype not in (torch.float32, x.dtype)
+        with torch.autocast(z.device.type, dtype=matmul_dtype, enabled=low):
             px = model.decode(z)
-        return px.log_prob(x).float()
+        if _is_bernoulli_vector(px):
+            return bernoulli_log_prob(unwrap(px).logits.to(x.dtype), x)
+        return px.log_prob(x).to(x.dtype)
 
     return log_likelihood
+
+
+def _is_bernoulli_vector(px: Distribution) -> bool:
+    return isinstance(px, Independent) and type(px.base_dist) is Bernoulli and len(px.event_shape) == 1
 
 
 def bits_per_dim(log_px_nats: float, data_dim: int) -> float:
