@@ -9,6 +9,7 @@ returns one, an objective consumes them. A distribution crossing a module bounda
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch.distributions import Categorical, Distribution, Independent, constraints
@@ -57,7 +58,7 @@ class DiagonalNormalMixture(Distribution):
         scale: ``(K, D)`` component standard deviations (positive).
     """
 
-    arg_constraints = {
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {
         "logits": constraints.real_vector,
         "loc": constraints.real,
         "scale": constraints.positive,
@@ -100,7 +101,7 @@ class DiagonalNormalMixture(Distribution):
         return torch.logsumexp(self.component_log_prob(value) + log_weights, dim=-1)
 
     @torch.no_grad()
-    def sample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
         index = Categorical(logits=self.logits, validate_args=False).sample(sample_shape)
         return self.loc[index] + self.scale[index] * torch.randn_like(self.loc[index])
 

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 
-
 class Tanh(nn.Tanh):
     """tanh(x) computed as 2 sigmoid(2x) - 1, the same function to float32 rounding.
 

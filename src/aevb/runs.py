@@ -30,6 +30,7 @@ from .errors import CheckpointError, ConfigError
 from .evaluation import evaluate
 from .inference import fit_local, fit_mean_field
 from .model import VAE
+from .priors import VampPrior
 from .report import SNAPSHOTS, draw_figures, draw_label_figures, spread_subset, write_report
 from .semisupervised import (
     UNLABELLED,
@@ -122,7 +123,7 @@ def train_run(
     torch.manual_seed(config.seed)
     model = build_model(config.model, train.x.shape[1])
     model.check_data(train.x)  # before anything is written
-    if config.model.pseudo_inputs == "data":
+    if config.model.pseudo_inputs == "data" and isinstance(model.prior, VampPrior):
         model.prior.initialize_from(train.x)
     if config.train.init_from and not resume:
         load_weights(model, Path(config.train.init_from) / "model.safetensors")
