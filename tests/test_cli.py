@@ -14,6 +14,7 @@ import torch
 from aevb import load_dataset, load_run, train_run
 from aevb.checkpoint import load_tensors
 from aevb.config import RunConfig, config_from_dict, load_config
+from aevb.runs import load_run_data
 
 AEVB = str(Path(sys.executable).with_name("aevb"))
 SMALL = ["--epochs", "3", "--hidden-dims", "32,32", "--latent-dim", "3", "--quiet"]
@@ -181,6 +182,17 @@ def test_iwae_with_a_learned_prior_trains_saves_and_evaluates(tmp_path: Path, pr
     assert summary["mutual_info"] + summary["marginal_kl"] == pytest.approx(summary["average_kl"])
     assert summary["mutual_info"] <= np.log(180) + 1e-6
     assert "<h2>Evaluation</h2>" in (out / "report.html").read_text()
+
+
+def test_vamp_pseudo_inputs_start_at_training_examples(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    model = ["--prior", "vamp", "--prior-components", "10", "--pseudo-inputs", "data"]
+    data = ["--data", "digits-binary", "--likelihood", "bernoulli", "--hidden-dims", "16"]
+    aevb("train", "--out", out, "--epochs", "1", "--lr", "1e-12", "--quiet", *model, *data)
+    run = load_run(out)
+    train = load_run_data(run.config)[0].x
+    distance = torch.cdist(run.model.prior.pseudo_inputs.detach(), train).min(1).values
+    assert (distance < 1e-6).all()  # each pseudo-input is (still) a training image
 
 
 def test_gaps_refine_and_richer_posteriors(tmp_path: Path) -> None:

@@ -309,8 +309,8 @@ def _check_ranges(config: Any, where: str) -> None:
             raise ConfigError(f"{where}: {key} must be >= 0, got {getattr(config, key)}")
     if isinstance(config, ModelConfig) and any(width < 1 for width in config.hidden_dims):
         raise ConfigError(f"{where}: hidden_dims must be positive, got {config.hidden_dims}")
-    pseudo_inputs = getattr(config, "pseudo_inputs", "noise")
-    if isinstance(config, ModelConfig) and pseudo_inputs == "data" and config.prior != "vamp":
+    from_data = isinstance(config, ModelConfig) and config.pseudo_inputs == "data"
+    if from_data and config.prior != "vamp":
         raise ConfigError(f"{where}: pseudo_inputs is a vamp option; set prior = 'vamp'")
     if isinstance(config, TrainConfig) and config.stl and config.analytic_kl:
         raise ConfigError(f"{where}: stl = true needs analytic_kl = false (Monte Carlo KL)")
