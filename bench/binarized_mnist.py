@@ -13,8 +13,8 @@ the slower VampPrior), each for at most ``--minutes`` of wall time on this machi
 stopping on the validation bound (the objective's own: ELBO or IWAE_k) selects the weights.
 Then log p(x) is importance-sampled with ``--k`` proposals on the test set (float32, compiled
 decoder). ``--threads 1`` lets two models train side by side on two cores; ``--train-only``
-defers the evaluation. ``--timing`` times log p(x) for the VAE (float32 eager and compiled,
-bfloat16 compiled, with the peak growth of resident memory) and, when pythae is installed
+defers the evaluation. ``--timing`` times log p(x) for the VAE (compiled, float32 and
+bfloat16, with the peak growth of resident memory) and, when pythae is installed
 (``pip install -e '.[bench]'``), times pythae's ``get_nll`` on 200 test images against aevb on
 the same images and weights. Results accumulate in ``--out``/results.json.
 
@@ -218,7 +218,6 @@ def main() -> int:
         run = load_run(args.out / "vae")
         test = load_run_data(run.config)[2].x[: args.num_test]
         for label, options in (
-            ("float32, eager", {}),
             ("float32, compiled", {"compile": True}),
             ("bfloat16, compiled", {"compile": True, "matmul_dtype": torch.bfloat16}),
         ):
