@@ -10,7 +10,6 @@ import torch
 from ppca import PPCA, encoder_gradients
 
 from aevb import active_units, elbo, elbo_surgery, iwae_bound, log_px
-from aevb.distributions import bernoulli_log_prob
 from aevb.evaluation import _aggregate_log_prob
 
 
@@ -202,17 +201,3 @@ def test_aggregate_posterior_of_diagonal_and_general_gaussians_agree() -> None:
     fast = _aggregate_log_prob(diagonal, z, max_elements=100)
     direct = _aggregate_log_prob(general, z, max_elements=100)
     torch.testing.assert_close(fast, direct, rtol=1e-10, atol=1e-10)
-
-
-def test_grouped_bernoulli_log_prob_equals_torch() -> None:
-    torch.manual_seed(0)
-    for dim in (784, 50, 3):  # groups of 64 plus a remainder, and a remainder only
-        logits = 10 * torch.randn(4, 5, dim, dtype=torch.float64)
-        x = (torch.rand(5, dim) > 0.7).double()
-        expected = torch.distributions.Independent(
-            torch.distributions.Bernoulli(logits=logits), 1
-        ).log_prob(x)
-        fast = bernoulli_log_prob(logits, x)
-        torch.testing.assert_close(fast, expected, rtol=1e-12, atol=1e-10)
-        single = bernoulli_log_prob(logits.float(), x.float()).double()
-        assert (single - expected).abs().max() < 2e-3  # float32 sums of ~800 terms

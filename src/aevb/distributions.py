@@ -106,27 +106,6 @@ class DiagonalNormalMixture(Distribution):
         return self.loc[index] + self.scale[index] * torch.randn_like(self.loc[index])
 
 
-def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor, group: int = 64) -> torch.Tensor:
-    """sum_d log Bernoulli(x_d; sigmoid(l_d)) over the last dimension, with few logarithms.
-
-    Equals ``Independent(Bernoulli(logits=l), 1).log_prob(x)``. With softplus(l) = max(l, 0) +
-    log(1 + e^-|l|), the logarithms of each ``group`` of factors 1 + e^-|l| (each in (1, 2],
-    so a product of 64 stays far from overflow) are taken once for the product: 13
-    logarithms instead of 784 for an MNIST image. Rounding adds ~1e-6 nats per datum in
-    float32. Importance sampling evaluates this on millions of rows, where log is the
-    costliest elementwise step.
-
-    Shapes:
-        ``logits (*batch, D)`` and ``x`` broadcastable to it -> ``(*batch,)``.
-    """
-    linear = (x * logits - logits.clamp(min=0)).sum(-1)
-    factors = 1 + torch.exp(-logits.abs())
-    whole = factors.shape[-1] - factors.shape[-1] % group
-    grouped = factors[..., :whole].unflatten(-1, (-1, group)).prod(-1).log().sum(-1)
-    rest = factors[..., whole:].log().sum(-1)
-    return linear - grouped - rest
-
-
 # Parameters to rebuild a distribution from, in order of preference: the first one present
 # is used, so over-parameterized families (probs/logits, scale_tril/covariance) get one.
 _PREFERRED = ("logits", "scale_tril", "probs", "covariance_matrix", "precision_matrix")
