@@ -12,7 +12,7 @@ import math
 from typing import ClassVar
 
 import torch
-from torch.distributions import Categorical, Distribution, Independent, constraints
+from torch.distributions import Categorical, Distribution, Independent, Normal, constraints
 
 
 class ValueCategorical(Categorical):
@@ -104,6 +104,16 @@ class DiagonalNormalMixture(Distribution):
     def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
         index = Categorical(logits=self.logits, validate_args=False).sample(sample_shape)
         return self.loc[index] + self.scale[index] * torch.randn_like(self.loc[index])
+
+
+def is_diagonal_normal(dist: Distribution) -> bool:
+    """Whether ``dist`` is a diagonal Gaussian over vectors (``Independent(Normal, 1)``), the
+    family :class:`DiagonalNormalMixture` mixes."""
+    return (
+        isinstance(dist, Independent)
+        and type(dist.base_dist) is Normal
+        and dist.reinterpreted_batch_ndims == 1
+    )
 
 
 # Parameters to rebuild a distribution from, in order of preference: the first one present

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Distribution
 
-from .distributions import DiagonalNormalMixture
+from .distributions import DiagonalNormalMixture, is_diagonal_normal
 from .kl import kl, kl_per_dim
 from .model import VAE
 from .objectives import ELBOTerms, elbo
@@ -267,7 +267,7 @@ def elbo_surgery(
 def _aggregate_log_prob(qz_all: Distribution, z: torch.Tensor, max_elements: int) -> torch.Tensor:
     """log q(z) = logsumexp_m log q(z|x_m) - log N for ``z (M, D)``, in float64 blocks."""
     n = qz_all.batch_shape[0]
-    if isinstance(qz_all, Independent) and type(qz_all.base_dist) is Normal:
+    if is_diagonal_normal(qz_all):
         # Diagonal Gaussians: the N-component mixture's matrix-product density, (rows, N) blocks.
         aggregate = DiagonalNormalMixture(
             torch.zeros(n, dtype=torch.float64, device=z.device),
@@ -297,12 +297,11 @@ def summarize(
 ) -> dict[str, Any]:
     """Every evaluation figure of ``model`` on ``x``, as a JSON-ready dict (nats per example).
 
-    ``compile`` is :func:`log_px`'s (float32 throughout: worth its ~20 s for large n * k).
-
     log p(x) by importance sampling with ``k`` proposals (and its Monte Carlo standard error),
     the ELBO with its reconstruction (distortion = -E_q log p(x|z)) and KL (rate) terms, the
     gap log p(x) - ELBO, bits per dimension, active units and KL per dimension, and ELBO surgery
     on at most ``surgery_points`` examples. ``warnings`` names collapsed latent units.
+    ``compile`` is :func:`log_px`'s (float32 throughout; worth its ~20 s for large n * k).
     """
     torch.manual_seed(seed)
     started = time.perf_counter()

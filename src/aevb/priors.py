@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
 
-from .distributions import DiagonalNormalMixture
+from .distributions import DiagonalNormalMixture, is_diagonal_normal
 
 
 class StandardNormalPrior(nn.Module):
@@ -114,7 +114,7 @@ class VampPrior(nn.Module):
     def forward(self) -> Distribution:
         components = self._encoder[0](self.pseudo_inputs)  # batch (K,), event (latent_dim,)
         logits = torch.zeros(self.num_components, device=self.pseudo_inputs.device)
-        if isinstance(components, Independent) and type(components.base_dist) is Normal:
+        if is_diagonal_normal(components):
             return DiagonalNormalMixture(logits, components.mean, components.stddev)
         # Full-covariance or flow posteriors: the general (slower) mixture.
         weights = Categorical(logits=logits, validate_args=False)
