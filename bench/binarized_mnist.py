@@ -104,7 +104,7 @@ def _resident_mb() -> float:
 
 def _time_log_px(model, x: torch.Tensor, k: int, **options: Any) -> tuple[float, float, float]:
     """Seconds, mean log p(x) and the peak growth of resident memory (MB) while estimating."""
-    log_px(model, x[:16], 64, **options)  # compile / warm up outside the timing
+    log_px(model, x[:16], k, **options)  # compile / warm up outside the timing
     baseline, peak, done = _resident_mb(), [0.0], threading.Event()
 
     def watch() -> None:

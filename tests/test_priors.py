@@ -121,6 +121,17 @@ def test_glorot_init_scales_weights_by_the_activation_gain() -> None:
         assert (layer.bias == 0).all()
 
 
+def test_tanh_module_is_tanh_eager_and_compiled() -> None:
+    """networks.Tanh computes 2 sigmoid(2a) - 1 when compiled: the same function."""
+    from aevb.networks import ACTIVATIONS, Tanh
+
+    a = torch.linspace(-30, 30, 20_001)
+    assert ACTIVATIONS["tanh"] is Tanh and issubclass(Tanh, torch.nn.Tanh)
+    assert torch.equal(Tanh()(a), torch.tanh(a))
+    compiled = torch.compile(Tanh(), dynamic=False)(a)
+    torch.testing.assert_close(compiled, torch.tanh(a.double()).float(), rtol=0, atol=3e-7)
+
+
 def test_pseudo_inputs_from_data_need_a_vamp_prior() -> None:
     base = {"data": {"source": "digits"}, "model": {"pseudo_inputs": "data"}}
     with pytest.raises(ConfigError, match="set prior = 'vamp'"):

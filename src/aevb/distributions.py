@@ -12,7 +12,15 @@ import math
 from typing import ClassVar
 
 import torch
-from torch.distributions import Categorical, Distribution, Independent, Normal, constraints
+import torch.nn.functional as F
+from torch.distributions import (
+    Bernoulli,
+    Categorical,
+    Distribution,
+    Independent,
+    Normal,
+    constraints,
+)
 
 
 class ValueCategorical(Categorical):
@@ -104,6 +112,61 @@ class DiagonalNormalMixture(Distribution):
     def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
         index = Categorical(logits=self.logits, validate_args=False).sample(sample_shape)
         return self.loc[index] + self.scale[index] * torch.randn_like(self.loc[index])
+
+
+class IndependentBernoulli(Independent):
+    """prod_d Bernoulli(x_d; sigmoid(l_d)) over the last dimension: binary images.
+
+    ``Independent(Bernoulli(logits=l), 1)`` with a faster ``log_prob`` under ``torch.compile``
+    (importance sampling evaluates it thousands of times per image): the same sum
+    ``sum_d x_d l_d - max(l_d, 0) - log(1 + exp(-|l_d|))``, with the logarithms taken of
+    products (:func:`sum_log1p`), 2-3x faster in the fused CPU kernel. Eager mode keeps
+    ``binary_cross_entropy_with_logits``, which is the faster there.
+
+    Args:
+        logits: ``(*batch, D)``; event ``(D,)``.
+    """
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__(Bernoulli(logits=logits, validate_args=False), 1)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if not torch.compiler.is_compiling():
+            return super().log_prob(value)
+        return bernoulli_log_prob(self.base_dist.logits, value)
+
+
+def bernoulli_log_prob(logits: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """``sum_d log Bernoulli(value_d; sigmoid(logits_d))`` over the last dimension, computed in
+    at least float32 as ``sum_d (value_d l_d - max(l_d, 0)) - sum_log1p(exp(-|l|))``."""
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    linear = (value * logits - logits.clamp(min=0)).sum(-1)
+    return linear - sum_log1p(torch.exp(-logits.abs()))
+
+
+def sum_log1p(u: torch.Tensor, lanes: int = 16, max_factors: int = 64) -> torch.Tensor:
+    """``sum_d log(1 + u_d)`` over the last dimension for ``u`` in [0, 1], one logarithm per
+    product of at most ``max_factors`` terms (each in [1, 2], so a product stays below 2^64).
+
+    The factors are multiplied down the rows of a ``(rows, lanes)`` view, so the products run
+    across vector lanes; the relative rounding of a product, ``max_factors * 2^-24`` in float32,
+    costs at most ~4e-6 nats per logarithm.
+    """
+    rows, tail = divmod(u.shape[-1], lanes)
+    total = u.new_zeros(u.shape[:-1])
+    if tail:  # slicing only when needed: a slice stops inductor fusing exp into the products
+        total = torch.log1p(u[..., rows * lanes :]).sum(-1)
+        u = u[..., : rows * lanes]
+    if rows == 0:
+        return total
+    blocks = -(-rows // max_factors)
+    per_block = -(-rows // blocks)
+    factors = (1 + u).unflatten(-1, (rows, lanes))
+    if blocks * per_block > rows:  # pad with factors of 1
+        factors = F.pad(factors, (0, 0, 0, blocks * per_block - rows), value=1.0)
+    products = factors.unflatten(-2, (blocks, per_block)).prod(-2)  # (..., blocks, lanes)
+    return total + products.log().sum((-2, -1))
 
 
 def is_diagonal_normal(dist: Distribution) -> bool:

@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.distributions import (
-    Bernoulli,
     Categorical,
     ContinuousBernoulli,
     Distribution,
@@ -34,7 +33,7 @@ from torch.distributions import (
     Normal,
 )
 
-from .distributions import ValueCategorical
+from .distributions import IndependentBernoulli, ValueCategorical
 from .families import FAMILIES, ColumnGroup, Columns
 
 
@@ -52,7 +51,7 @@ class BernoulliHead(nn.Module):
         self.logits = nn.Linear(in_dim, out_dim)
 
     def forward(self, h: torch.Tensor) -> Distribution:
-        return Independent(Bernoulli(logits=self.logits(h), validate_args=False), 1)
+        return IndependentBernoulli(self.logits(h))
 
 
 class ContinuousBernoulliHead(nn.Module):

@@ -11,9 +11,22 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+
+class Tanh(nn.Tanh):
+    """tanh, computed as ``2 sigmoid(2a) - 1`` under ``torch.compile``: the same function (to
+    2e-7 in float32) that the fused CPU kernels evaluate 1.5-2.5x faster than ``tanh``, whose
+    vectorized form is slow (importance sampling decodes 5,000 samples per image). Eager mode
+    keeps ``torch.tanh``, faster there with its gradient."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():
+            return 2 * torch.sigmoid(2 * input) - 1
+        return torch.tanh(input)
+
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
-    "tanh": nn.Tanh,
+    "tanh": Tanh,
     "softplus": nn.Softplus,
     "elu": nn.ELU,
     "gelu": nn.GELU,
