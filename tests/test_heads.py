@@ -101,3 +101,5 @@ def test_compiled_bernoulli_head_agrees_with_eager() -> None:
     eager = head(h).log_prob(x)
     compiled = torch.compile(lambda h, x: head(h).log_prob(x), dynamic=False)(h, x)
     torch.testing.assert_close(compiled, eager, rtol=1e-6, atol=2e-4)
+    expanded = head(h).expand((2, 5))  # as torch.distributions expects of a distribution
+    assert expanded.batch_shape == (2, 5) and torch.equal(expanded.log_prob(x)[1], eager)

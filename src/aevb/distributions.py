@@ -135,6 +135,12 @@ class IndependentBernoulli(Independent):
             return super().log_prob(value)
         return bernoulli_log_prob(self.base_dist.logits, value)
 
+    def expand(
+        self, batch_shape: torch.Size | list[int] | tuple[int, ...], _instance: object = None
+    ) -> IndependentBernoulli:
+        shape = torch.Size(batch_shape) + self.event_shape
+        return IndependentBernoulli(self.base_dist.logits.expand(shape))
+
 
 def bernoulli_log_prob(logits: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     """``sum_d log Bernoulli(value_d; sigmoid(logits_d))`` over the last dimension, computed in
