@@ -160,10 +160,11 @@ def sum_log1p(u: torch.Tensor, lanes: int = 16, max_factors: int = 64) -> torch.
     costs at most ~4e-6 nats per logarithm.
     """
     rows, tail = divmod(u.shape[-1], lanes)
-    total = u.new_zeros(u.shape[:-1])
     if tail:  # slicing only when needed: a slice stops inductor fusing exp into the products
         total = torch.log1p(u[..., rows * lanes :]).sum(-1)
         u = u[..., : rows * lanes]
+    else:
+        total = u.new_zeros(u.shape[:-1])
     if rows == 0:
         return total
     blocks = -(-rows // max_factors)
