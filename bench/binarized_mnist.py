@@ -37,9 +37,9 @@ from typing import Any
 import torch
 
 from aevb import load_run, log_px, train_run
-from aevb.config import config_from_dict
+from aevb.cli.config import config_from_dict
+from aevb.cli.runs import load_run_data
 from aevb.evaluation import summarize
-from aevb.runs import load_run_data
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PUBLISHED = {"vae": 88.71, "iwae5": None, "iwae50": 87.10, "vamp": 85.57}  # MISSION.md

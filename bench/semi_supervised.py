@@ -22,6 +22,7 @@ conditional samples of M2 into ``--out``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import time
@@ -32,9 +33,9 @@ from torch import nn
 
 from aevb import M1Features, NormalHead, load_run, save_weights
 from aevb.data import load_dataset, split
-from aevb.plots import plot_analogies, plot_conditional_samples
-from aevb.semisupervised import UNLABELLED, error_rate, labelled_subset, mlp_m2
-from aevb.semisupervised_train import fit_semi_supervised
+from aevb.models.semisupervised import UNLABELLED, error_rate, labelled_subset, mlp_m2
+from aevb.training import fit_semi_supervised
+from aevb.viz.plots import plot_analogies, plot_conditional_samples
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -64,8 +65,7 @@ def fit(model, train, valid, y, seed: int, epochs: int, args, name: str) -> tupl
         beta=args.beta,
         max_seconds=3300,
         seed=seed,
-        progress=False,
-        on_epoch=_show(name, seed),
+        progress=True,  # one line per epoch, with the validation error
     )
     return history, time.perf_counter() - started
 
@@ -166,7 +166,8 @@ def run_pyro(train, valid, test, y, seed: int, epochs: int) -> dict:
                 classify.step(train.x[rows_l], onehot[rows_l])
         with torch.no_grad():
             valid_error = float((encoder_y(valid.x).argmax(-1) != valid.y).float().mean())
-        record = {"epoch": len(history) + 1, "seconds": time.perf_counter() - started}
+        seconds = time.perf_counter() - started - sum(r["seconds"] for r in history)
+        record = {"epoch": len(history) + 1, "seconds": seconds}
         history.append({**record, "valid_error": valid_error})
         _show("Pyro M2", seed)(history[-1])
     with torch.no_grad():
@@ -175,7 +176,11 @@ def run_pyro(train, valid, test, y, seed: int, epochs: int) -> dict:
 
 
 def _result(test_error: float, seconds: float, history: list[dict]) -> dict:
-    curve = [(r["epoch"], round(r["seconds"], 1), r.get("valid_error")) for r in history]
+    elapsed = list(itertools.accumulate(r["seconds"] for r in history))
+    curve = [
+        (r["epoch"], round(s, 1), r.get("valid_error"))
+        for r, s in zip(history, elapsed, strict=True)
+    ]
     return {"test_error": test_error, "seconds": seconds, "epochs": len(history), "curve": curve}
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from aevb import TabularVAE
-from aevb.datasets import ThreeVariables
-from aevb.plots import plot_marginals
+from aevb.data.datasets import ThreeVariables
+from aevb.viz.plots import plot_marginals
 
 
 def main() -> None:

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from aevb import load_dataset, load_run, train_run
-from aevb.checkpoint import load_tensors
-from aevb.config import RunConfig, config_from_dict, load_config
-from aevb.runs import load_run_data
+from aevb.cli.config import RunConfig, config_from_dict, load_config
+from aevb.cli.runs import load_run_data
+from aevb.training.checkpoint import load_tensors
 
 AEVB = str(Path(sys.executable).with_name("aevb"))
 SMALL = ["--epochs", "3", "--hidden-dims", "32,32", "--latent-dim", "3", "--quiet"]
@@ -156,7 +156,7 @@ def test_encode_refuses_data_of_another_shape(run_dir: Path, tmp_path: Path) -> 
 
 
 def test_default_config_round_trips() -> None:
-    from aevb.config import config_to_dict
+    from aevb.cli.config import config_to_dict
 
     assert config_from_dict(config_to_dict(RunConfig())) == RunConfig()
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from aevb import DataError, load_dataset, mlp_vae, split
-from aevb.config import LIKELIHOODS, ModelConfig, build_model
-from aevb.data import load_array
+from aevb.cli.config import LIKELIHOODS, ModelConfig, build_model
+from aevb.data.loaders import load_array
 
 
 def _write_idx(path: Path, array: np.ndarray, code: int = 0x08) -> None:

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from aevb import DataError, load_dataset, split
-from aevb.datasets import BINARIZED_MNIST_SHA256, SPLITS, download, load_binarized_mnist
+from aevb.data.datasets import BINARIZED_MNIST_SHA256, SPLITS, download, load_binarized_mnist
 
 SIZES = {"train": 6, "valid": 3, "test": 4}
 

@@ -10,7 +10,7 @@ import torch
 from ppca import PPCA, encoder_gradients
 
 from aevb import active_units, elbo, elbo_surgery, iwae_bound, log_px
-from aevb.evaluation import _aggregate_log_prob
+from aevb.evaluation.metrics import _aggregate_log_prob
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from registry import affine, softplus
 from scipy import special, stats
 
 from aevb import FAMILIES, VAE, ColumnsHead, DataError, MaskedInput, NormalHead, StandardNormalPrior
-from aevb.networks import MLP
+from aevb.nn.mlp import MLP
 
 MIN = 1e-3
 

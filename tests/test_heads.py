@@ -77,7 +77,7 @@ def test_grouped_bernoulli_log_prob_matches_scipy(size: int) -> None:
     eagerly, against scipy's log-sigmoid in float64 and float32, extreme logits included."""
     from scipy.special import log_expit
 
-    from aevb.distributions import bernoulli_log_prob
+    from aevb.distributions.core import bernoulli_log_prob
 
     rng = np.random.default_rng(size)
     logits = rng.normal(0, 6, (3, size))

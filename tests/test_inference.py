@@ -10,8 +10,9 @@ from ppca import PPCA, LinearGaussianEncoder
 from scipy import stats
 
 from aevb import VAE, NormalHead, StandardNormalPrior
-from aevb.gaps import inference_gaps
-from aevb.inference import fit_local, fit_mean_field, refine, semi_amortized_elbo
+from aevb.evaluation.gaps import inference_gaps
+from aevb.inference import fit_local, refine, semi_amortized_elbo
+from aevb.training import fit_mean_field
 
 
 def full_gaussian_elbo(ppca: PPCA, x: torch.Tensor, loc: np.ndarray, cov: np.ndarray) -> np.ndarray:

@@ -11,11 +11,11 @@ from registry import PRIORS, PriorCase, perturbed
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
 from aevb import NormalHead, has_closed_form, kl, kl_per_dim
-from aevb.config import ConfigError, config_from_dict
-from aevb.distributions import DiagonalNormalMixture
-from aevb.heads import FullCovarianceNormalHead
-from aevb.networks import MLP
-from aevb.priors import VampPrior
+from aevb.cli.config import ConfigError, config_from_dict
+from aevb.distributions.core import DiagonalNormalMixture
+from aevb.models.heads import FullCovarianceNormalHead
+from aevb.models.priors import VampPrior
+from aevb.nn.mlp import MLP
 
 LATENT_DIM = 3
 
@@ -123,7 +123,7 @@ def test_glorot_init_scales_weights_by_the_activation_gain() -> None:
 
 def test_tanh_module_is_tanh_eager_and_compiled() -> None:
     """networks.Tanh computes 2 sigmoid(2a) - 1 when compiled: the same function."""
-    from aevb.networks import ACTIVATIONS, Tanh
+    from aevb.nn.mlp import ACTIVATIONS, Tanh
 
     a = torch.linspace(-30, 30, 20_001)
     assert ACTIVATIONS["tanh"] is Tanh and issubclass(Tanh, torch.nn.Tanh)

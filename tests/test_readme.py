@@ -74,7 +74,7 @@ def test_labels_example_runs(tmp_path: Path) -> None:
 
 
 def test_config_file_example_is_a_valid_config(tmp_path: Path) -> None:
-    from aevb.config import load_config
+    from aevb.cli.config import load_config
 
     (block,) = re.findall(r"```toml\n(.*?)```", README, flags=re.DOTALL)
     (tmp_path / "run.toml").write_text(block)

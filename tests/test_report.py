@@ -13,9 +13,9 @@ import torch
 from PIL import Image, ImageSequence
 
 from aevb import train_run
-from aevb.checkpoint import load_tensors
-from aevb.config import config_from_dict
-from aevb.report import FIGURES
+from aevb.cli.config import config_from_dict
+from aevb.training.checkpoint import load_tensors
+from aevb.viz.report import FIGURES
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 AEVB = str(Path(sys.executable).with_name("aevb"))
@@ -164,8 +164,8 @@ def test_figures_do_not_change_the_trained_model(image_run: Path) -> None:
 
     run = load_run(image_run)
     before = {k: v.clone() for k, v in run.model.state_dict().items()}
-    from aevb.report import draw_figures
-    from aevb.runs import load_run_data
+    from aevb.cli.runs import load_run_data
+    from aevb.viz.report import draw_figures
 
     draw_figures(run, load_run_data(run.config)[2], what=["samples", "kl"])
     assert all(torch.equal(before[k], v) for k, v in run.model.state_dict().items())
@@ -176,8 +176,8 @@ def test_default_run_separates_the_digit_classes_in_its_latent_space(tmp_path: P
     from sklearn.neighbors import KNeighborsClassifier
 
     from aevb import encode_means
-    from aevb.config import RunConfig
-    from aevb.runs import load_run_data
+    from aevb.cli.config import RunConfig
+    from aevb.cli.runs import load_run_data
 
     run = train_run(RunConfig(), tmp_path / "default", progress=False)
     assert (run.path / "report.html").exists() and (run.path / "latent.gif").exists()

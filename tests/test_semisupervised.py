@@ -12,9 +12,10 @@ from scipy import stats
 from torch import nn
 
 from aevb import DataError, NormalHead
-from aevb.networks import LabelConditionedMLP
-from aevb.semisupervised import UNLABELLED, error_rate, labelled_subset, mlp_m2
-from aevb.semisupervised_train import fit_semi_supervised, semi_supervised_objective
+from aevb.inference import semi_supervised_objective
+from aevb.models.semisupervised import UNLABELLED, error_rate, labelled_subset, mlp_m2
+from aevb.nn.mlp import LabelConditionedMLP
+from aevb.training import fit_semi_supervised
 
 D, C, LATENT = 12, 3, 2
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from aevb import DataError, Schema, TabularVAE, log_px, read_table, write_table
-from aevb.datasets import ThreeVariables
-from aevb.imputation import heldout_log_likelihood
-from aevb.tabular import _hold_out_entries
+from aevb.data.datasets import ThreeVariables
+from aevb.tabular.imputation import heldout_log_likelihood
+from aevb.tabular.vae import _hold_out_entries
 
 
 def mixed_frame(n: int = 300, seed: int = 0) -> pd.DataFrame:

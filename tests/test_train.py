@@ -19,7 +19,7 @@ from aevb import (
     mlp_vae,
     split,
 )
-from aevb.checkpoint import load_tensors
+from aevb.training.checkpoint import load_tensors
 
 
 @pytest.fixture(scope="module")

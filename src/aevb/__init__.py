@@ -4,11 +4,19 @@ Specify p(z), p(x|z) and q(z|x) from interchangeable parts, fit them by SGVB/AEV
 (Kingma & Welling 2014), evaluate them in nats, and use what was learned.
 """
 
-__version__ = "0.1.0"
-
-from .checkpoint import load_weights, save_weights
+from ._version import __version__ as __version__
+from .cli.runs import Run, load_run, train_run
 from .data import Dataset, load_dataset, split
-from .distributions import ValueCategorical, detach
+from .distributions import (
+    FAMILIES,
+    Columns,
+    PlanarFlowNormal,
+    ValueCategorical,
+    detach,
+    has_closed_form,
+    kl,
+    kl_per_dim,
+)
 from .errors import AevbError, CheckpointError, ConfigError, DataError, TrainingDiverged
 from .evaluation import (
     LogPx,
@@ -21,36 +29,58 @@ from .evaluation import (
     kl_per_dimension,
     log_px,
 )
-from .families import FAMILIES, Columns
-from .flows import PlanarFlowHead, PlanarFlowNormal
-from .heads import (
+from .inference import (
+    ELBOTerms,
+    elbo,
+    iwae_bound,
+    linear_warmup,
+    per_example_elbo,
+    semi_amortized_elbo,
+    semi_supervised_objective,
+)
+from .models import (
+    UNLABELLED,
+    VAE,
     BernoulliHead,
     CategoricalHead,
     ColumnsHead,
     ContinuousBernoulliHead,
     FullCovarianceNormalHead,
     LaplaceHead,
-    NormalHead,
-)
-from .imputation import impute, multiple_imputations
-from .kl import has_closed_form, kl, kl_per_dim
-from .model import VAE, mlp_vae
-from .networks import MLP, MaskedInput
-from .objectives import ELBOTerms, elbo, iwae_bound, linear_warmup
-from .priors import LearnedNormalPrior, MixturePrior, StandardNormalPrior, VampPrior
-from .runs import Run, load_run, train_run
-from .schema import ColumnSpec, Schema
-from .semisupervised import (
-    UNLABELLED,
+    LearnedNormalPrior,
     M1Features,
+    MixturePrior,
+    NormalHead,
+    PerExampleVAE,
+    PlanarFlowHead,
     SemiSupervisedVAE,
-    error_rate,
-    labelled_subset,
+    StandardNormalPrior,
+    VampPrior,
     mlp_m2,
+    mlp_vae,
 )
-from .semisupervised_train import fit_semi_supervised, semi_supervised_objective
-from .tabular import TabularVAE, read_table, tabular_vae, write_table
-from .train import LatentSnapshots, Trainer
+from .models.semisupervised import error_rate, labelled_subset
+from .nn import MLP, MaskedInput
+from .tabular import (
+    ColumnSpec,
+    Schema,
+    TabularVAE,
+    impute,
+    multiple_imputations,
+    read_table,
+    tabular_vae,
+    write_table,
+)
+from .training import (
+    LabelledMix,
+    LatentSnapshots,
+    Shuffled,
+    Trainer,
+    fit_mean_field,
+    fit_semi_supervised,
+    load_weights,
+    save_weights,
+)
 
 __all__ = [
     "FAMILIES",
@@ -70,6 +100,7 @@ __all__ = [
     "Dataset",
     "ELBOTerms",
     "FullCovarianceNormalHead",
+    "LabelledMix",
     "LaplaceHead",
     "LatentSnapshots",
     "LearnedNormalPrior",
@@ -78,11 +109,13 @@ __all__ = [
     "MaskedInput",
     "MixturePrior",
     "NormalHead",
+    "PerExampleVAE",
     "PlanarFlowHead",
     "PlanarFlowNormal",
     "Run",
     "Schema",
     "SemiSupervisedVAE",
+    "Shuffled",
     "StandardNormalPrior",
     "Surgery",
     "TabularVAE",
@@ -98,6 +131,7 @@ __all__ = [
     "encode_means",
     "error_rate",
     "evaluate",
+    "fit_mean_field",
     "fit_semi_supervised",
     "has_closed_form",
     "impute",
@@ -114,8 +148,10 @@ __all__ = [
     "mlp_m2",
     "mlp_vae",
     "multiple_imputations",
+    "per_example_elbo",
     "read_table",
     "save_weights",
+    "semi_amortized_elbo",
     "semi_supervised_objective",
     "split",
     "tabular_vae",

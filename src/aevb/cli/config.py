@@ -1,0 +1,413 @@
+"""Run configuration: the one place where names in a config become classes.
+
+The library takes keyword arguments; the command line reads a TOML file and flags into a
+validated :class:`RunConfig` (unknown keys and wrong types are errors), saves it as
+``config.json`` beside every checkpoint, and builds the model and trainer from it.
+
+A config file has three sections and a seed, e.g.::
+
+    seed = 0
+    [data]
+    source = "digits"
+    [model]
+    likelihood = "continuous-bernoulli"
+    latent_dim = 2
+    hidden_dims = [200, 200]
+    [train]
+    epochs = 200
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import sys
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..inference.objectives import IWAE_GRADIENTS, elbo, iwae_bound
+from ..inference.semi_amortized import semi_amortized_elbo
+from ..models.flows import PlanarFlowHead
+from ..models.heads import (
+    BernoulliHead,
+    CategoricalHead,
+    ContinuousBernoulliHead,
+    FullCovarianceNormalHead,
+    LaplaceHead,
+    NormalHead,
+)
+from ..models.priors import LearnedNormalPrior, MixturePrior, StandardNormalPrior, VampPrior
+from ..models.semisupervised import SemiSupervisedVAE, mlp_m2
+from ..models.vae import VAE, mlp_vae
+from ..nn.mlp import ACTIVATIONS
+from ..training.samplers import BatchSampler
+from ..training.trainer import Objective, Trainer
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data come from and how they are split (fractions of all rows)."""
+
+    source: str = "digits"
+    binarize: float | None = None
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
+    labels: str | None = None  # m2/cvae: a column or a file; None: the dataset's own
+    num_labelled: int | None = None  # keep this many training labels (balanced), hide the rest
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """An MLP encoder and decoder with heads; ``likelihood`` names the decoder's head.
+
+    ``kind`` is ``vae``, ``m2`` (semi-supervised, labels partly observed) or ``cvae``
+    (conditional VAE, every label observed); see :mod:`aevb.semisupervised`.
+    """
+
+    kind: str = "vae"
+    m1: str | None = None  # m2/cvae: a VAE run folder; its posterior means are the data (M1+M2)
+    likelihood: str = "continuous-bernoulli"
+    latent_dim: int = 2
+    hidden_dims: tuple[int, ...] = (200, 200)
+    activation: str = "relu"
+    prior: str = "standard-normal"
+    prior_components: int | None = None  # mixture: 10, vamp: 500 pseudo-inputs
+    pseudo_inputs: str = "noise"  # vamp: noise (the paper's N(0.05, 0.01^2)) or data (examples)
+    posterior: str = "diagonal"  # q(z|x): diagonal, full (covariance), planar (flow)
+    likelihood_scale: float = 0.1
+    num_categories: int = 256
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of :class:`aevb.Trainer` and of the objective (:func:`aevb.elbo`, or
+    :func:`aevb.iwae_bound` with ``k`` samples and ``iwae_gradient``)."""
+
+    objective: str = "elbo"
+    k: int = 5
+    iwae_gradient: str = "standard"
+    epochs: int = 200
+    batch_size: int = 100
+    lr: float = 1e-3
+    lr_decay: float = 1.0
+    optimizer: str = "adam"
+    patience: int | None = 20
+    beta: float = 1.0
+    kl_warmup_epochs: int = 30
+    free_bits: float = 0.0
+    num_samples: int = 1
+    analytic_kl: bool = True
+    stl: bool = False
+    clip_grad_norm: float | None = None
+    snapshot_every: int = 50
+    max_minutes: float | None = None  # stop after the epoch that passes this wall time
+    init_from: str | None = None  # a run folder whose model.safetensors starts training
+    inference: str = "amortized"  # or mean-field: per-example q, the encoder unused
+    local_lr: float = 0.01  # mean-field: Adam step size of the per-example parameters
+    refine_steps: int = 0  # semi-amortized training: gradient steps on q from the encoder
+    refine_lr: float = 0.1
+    refine_differentiable: bool = False  # train the encoder through the steps (SA-VAE)
+    alpha: float = 1.0  # m2: weight of log q(y|x) on labelled data (paper: 0.1)
+    labelled_per_batch: int = 10  # m2: labelled rows added to every minibatch
+
+    @property
+    def max_seconds(self) -> float | None:
+        """``max_minutes`` in seconds, as the fitting loops take it."""
+        return None if self.max_minutes is None else 60 * self.max_minutes
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+
+
+LIKELIHOODS: dict[str, Callable[[ModelConfig], Callable[[int, int], nn.Module]]] = {
+    "bernoulli": lambda c: BernoulliHead,
+    "continuous-bernoulli": lambda c: ContinuousBernoulliHead,
+    "normal": lambda c: NormalHead,
+    "normal-fixed": lambda c: functools.partial(NormalHead, scale=c.likelihood_scale),
+    "laplace": lambda c: LaplaceHead,
+    "categorical": lambda c: functools.partial(CategoricalHead, num_categories=c.num_categories),
+}
+# (config, data_dim, encoder) -> prior
+PRIORS: dict[str, Callable[[ModelConfig, int, nn.Module], nn.Module]] = {
+    "standard-normal": lambda c, d, e: StandardNormalPrior(c.latent_dim),
+    "learned-normal": lambda c, d, e: LearnedNormalPrior(c.latent_dim),
+    "mixture": lambda c, d, e: MixturePrior(c.latent_dim, c.prior_components or 10),
+    "vamp": lambda c, d, e: VampPrior(e, d, c.prior_components or 500),
+}
+OBJECTIVES = {"elbo": elbo, "iwae": iwae_bound}
+POSTERIORS: dict[str, Callable[[int, int], nn.Module]] = {
+    "diagonal": NormalHead,
+    "full": FullCovarianceNormalHead,
+    "planar": PlanarFlowHead,
+}
+INFERENCE = ("amortized", "mean-field")
+KINDS = ("vae", "m2", "cvae")
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "adamax": torch.optim.Adamax,
+    "rmsprop": torch.optim.RMSprop,
+    "sgd": torch.optim.SGD,
+}
+_CHOICES: dict[str, Mapping[str, object]] = {
+    "objective": OBJECTIVES,
+    "iwae_gradient": dict.fromkeys(IWAE_GRADIENTS),
+    "likelihood": LIKELIHOODS,
+    "prior": PRIORS,
+    "optimizer": OPTIMIZERS,
+    "activation": ACTIVATIONS,
+    "posterior": POSTERIORS,
+    "inference": dict.fromkeys(INFERENCE),
+    "kind": dict.fromkeys(KINDS),
+    "pseudo_inputs": dict.fromkeys(("noise", "data")),
+}
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+# -- reading and validating -----------------------------------------------------------------
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a TOML (or a saved ``config.json``) file into a validated :class:`RunConfig`."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"no config file at {path}")
+    text = path.read_text()
+    try:
+        if path.suffix == ".json":
+            import json
+
+            raw = json.loads(text)
+        else:
+            raw = tomllib.loads(text)
+    except ValueError as error:
+        raise ConfigError(f"{path} is not valid {path.suffix[1:].upper()}: {error}") from error
+    return config_from_dict(raw, where=str(path))
+
+
+def config_from_dict(raw: dict[str, Any], *, where: str = "config") -> RunConfig:
+    """Validate nested ``{"data": {...}, "model": {...}, "train": {...}, "seed": 0}``."""
+    _reject_unknown(raw, [*SECTIONS, "seed"], where)
+    sections = {}
+    for name, cls in SECTIONS.items():
+        values = raw.get(name, {})
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: [{name}] must be a table of options")
+        sections[name] = _build(cls, values, f"{where} [{name}]")
+    seed = _coerce(raw.get("seed", 0), int, f"{where}: seed")
+    return RunConfig(**sections, seed=seed)
+
+
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def override(config: RunConfig, updates: dict[str, Any]) -> RunConfig:
+    """Replace options given as ``{"latent_dim": 8, "seed": 1, ...}`` (names are unique)."""
+    raw = config_to_dict(config)
+    for key, value in updates.items():
+        if key == "seed":
+            raw["seed"] = value
+            continue
+        sections = [s for s, cls in SECTIONS.items() if key in _fields(cls)]
+        if not sections:
+            _reject_unknown({key: value}, [f for cls in SECTIONS.values() for f in _fields(cls)])
+        raw[sections[0]][key] = value
+    return config_from_dict(raw, where="options")
+
+
+def _fields(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _reject_unknown(values: dict[str, Any], known: list[str], where: str = "config") -> None:
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+            raise ConfigError(f"{where}: unknown option {key!r}{hint}")
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    _reject_unknown(values, _fields(cls), where)
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _coerce(v, hints[k], f"{where} {k}") for k, v in values.items()}
+    for key, choices in _CHOICES.items():
+        if key in kwargs and kwargs[key] not in choices:
+            raise ConfigError(
+                f"{where}: {key} = {kwargs[key]!r} is not one of {', '.join(choices)}"
+            )
+    config = cls(**kwargs)
+    _check_ranges(config, where)
+    return config
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check ``value`` against a type hint (int, float, bool, str, X | None, tuple[int, ...])."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        if value is None:
+            return None
+        (hint,) = [h for h in typing.get_args(hint) if h is not type(None)]
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(f"{where}: expected a non-empty list of integers, got {value!r}")
+        return tuple(_coerce(v, int, where) for v in value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _check_ranges(config: Any, where: str) -> None:
+    positive = (
+        "latent_dim",
+        "epochs",
+        "batch_size",
+        "lr",
+        "num_samples",
+        "likelihood_scale",
+        "k",
+        "prior_components",
+        "max_minutes",
+        "num_labelled",
+        "labelled_per_batch",
+    )
+    for key in positive:
+        value = getattr(config, key, 1)
+        if value is not None and not value > 0:
+            raise ConfigError(f"{where}: {key} must be positive, got {getattr(config, key)}")
+    nonnegative = (
+        "beta",
+        "free_bits",
+        "kl_warmup_epochs",
+        "valid_fraction",
+        "test_fraction",
+        "snapshot_every",
+        "alpha",
+    )
+    for key in nonnegative:
+        if hasattr(config, key) and getattr(config, key) < 0:
+            raise ConfigError(f"{where}: {key} must be >= 0, got {getattr(config, key)}")
+    if isinstance(config, ModelConfig) and any(width < 1 for width in config.hidden_dims):
+        raise ConfigError(f"{where}: hidden_dims must be positive, got {config.hidden_dims}")
+    from_data = isinstance(config, ModelConfig) and config.pseudo_inputs == "data"
+    if from_data and config.prior != "vamp":
+        raise ConfigError(f"{where}: pseudo_inputs is a vamp option; set prior = 'vamp'")
+    if isinstance(config, TrainConfig) and config.stl and config.analytic_kl:
+        raise ConfigError(f"{where}: stl = true needs analytic_kl = false (Monte Carlo KL)")
+
+
+# -- building -------------------------------------------------------------------------------
+
+
+def build_model(config: ModelConfig, data_dim: int) -> VAE:
+    """The :class:`aevb.VAE` a :class:`ModelConfig` describes, for data of ``data_dim``."""
+    model = mlp_vae(
+        data_dim,
+        config.latent_dim,
+        config.hidden_dims,
+        likelihood=LIKELIHOODS[config.likelihood](config),
+        activation=ACTIVATIONS[config.activation],
+        posterior=POSTERIORS[config.posterior],
+    )
+    model.prior = PRIORS[config.prior](config, data_dim, model.encoder)
+    return model
+
+
+def build_semi_supervised(
+    config: ModelConfig, data_dim: int, num_classes: int, features: nn.Module | None = None
+) -> SemiSupervisedVAE:
+    """The M2 model (``kind = "m2"``) or conditional VAE (``"cvae"``) of a config; with
+    ``features`` (M1+M2) ``data_dim`` is their size."""
+    if features is not None and config.likelihood not in ("normal", "normal-fixed", "laplace"):
+        raise ConfigError(
+            f"M1 features are real numbers, but likelihood = {config.likelihood!r}: set "
+            "likelihood = normal (--likelihood normal) for an m2 model over an m1 run"
+        )
+    return mlp_m2(
+        data_dim,
+        num_classes,
+        config.latent_dim,
+        config.hidden_dims,
+        likelihood=LIKELIHOODS[config.likelihood](config),
+        activation=ACTIVATIONS[config.activation],
+        classifier=config.kind == "m2",
+        features=features,
+    )
+
+
+def build_trainer(
+    config: RunConfig,
+    model: nn.Module,
+    run_dir: str | Path | None,
+    *,
+    objective: Objective | None = None,
+    sampler: BatchSampler | None = None,
+    epoch_metrics: Callable[[Any], dict[str, float]] | None = None,
+    progress: bool = True,
+) -> Trainer:
+    """The :class:`aevb.Trainer` of a run: options from ``config.train``; the objective too
+    unless the model kind brings its own (M2, per-example q)."""
+    train = config.train
+    if objective is None:
+        objective = build_objective(train)
+    return Trainer(
+        model,
+        objective=objective,
+        sampler=sampler,
+        optimizer=OPTIMIZERS[train.optimizer],
+        lr=train.lr,
+        lr_decay=train.lr_decay,
+        sparse_lr=train.local_lr,
+        batch_size=train.batch_size,
+        max_epochs=train.epochs,
+        patience=train.patience,
+        beta=train.beta,
+        kl_warmup_epochs=train.kl_warmup_epochs,
+        clip_grad_norm=train.clip_grad_norm,
+        max_seconds=train.max_seconds,
+        seed=config.seed,
+        run_dir=run_dir,
+        progress=progress,
+        epoch_metrics=epoch_metrics,
+    )
+
+
+def build_objective(train: TrainConfig) -> Objective:
+    """The ELBO, IWAE or semi-amortized objective that ``[train]`` describes."""
+    if train.refine_steps > 0:
+        return functools.partial(
+            semi_amortized_elbo,
+            steps=train.refine_steps,
+            lr=train.refine_lr,
+            differentiable=train.refine_differentiable,
+        )
+    if train.objective == "iwae":
+        return functools.partial(iwae_bound, k=train.k, gradient=train.iwae_gradient)
+    return functools.partial(
+        elbo,
+        num_samples=train.num_samples,
+        analytic_kl=train.analytic_kl,
+        stl=train.stl,
+        free_bits=train.free_bits,
+    )

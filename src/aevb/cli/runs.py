@@ -1,0 +1,335 @@
+"""Run folders: train a model from a :class:`RunConfig` into a folder, and load it back.
+
+A run folder holds ``config.json`` (the validated config: ``aevb train --config`` accepts it),
+``run.json`` (data facts and final metrics), the checkpoints and ``metrics.jsonl`` written by
+:class:`aevb.Trainer`, ``snapshots.safetensors`` (posterior means during training), the
+figures of :mod:`aevb.report` and ``report.html``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from .._version import __version__
+from ..data.loaders import Dataset, load_dataset, split, with_labels
+from ..errors import CheckpointError, ConfigError
+from ..evaluation.metrics import evaluate
+from ..inference.local import fit_local, per_example_elbo
+from ..models.per_example import PerExampleVAE
+from ..models.priors import VampPrior
+from ..models.semisupervised import (
+    UNLABELLED,
+    M1Features,
+    SemiSupervisedVAE,
+    error_rate,
+    labelled_subset,
+)
+from ..models.vae import VAE
+from ..training.callbacks import LatentSnapshots
+from ..training.checkpoint import load_json, load_weights, save_json
+from ..training.recipes import m2_objective, validation_error
+from ..training.samplers import BatchSampler, LabelledMix, Shuffled
+from ..training.trainer import Objective
+from ..viz.report import SNAPSHOTS, draw_figures, draw_label_figures, spread_subset, write_report
+from .config import (
+    RunConfig,
+    build_model,
+    build_semi_supervised,
+    build_trainer,
+    config_from_dict,
+    config_to_dict,
+)
+
+SNAPSHOT_POINTS = 500  # examples whose posterior means are recorded during training
+
+
+@dataclass
+class Run:
+    """A trained model with the config and data facts of its run folder."""
+
+    path: Path
+    config: RunConfig
+    model: VAE | SemiSupervisedVAE
+    image_shape: tuple[int, ...] | None
+    metrics: dict[str, Any]
+
+    @property
+    def data_dim(self) -> int:
+        return int(self.metrics["data_dim"])
+
+    @property
+    def vae(self) -> VAE:
+        """The model as a :class:`aevb.VAE`; an M2 or conditional-VAE run is an error."""
+        if not isinstance(self.model, VAE):
+            raise ConfigError(
+                f"{self.path} holds a {self.config.model.kind} model (labels and style): use "
+                "aevb predict, aevb sample or aevb plot with it"
+            )
+        return self.model
+
+
+def load_run_data(config: RunConfig) -> tuple[Dataset, Dataset, Dataset]:
+    """The run's data, binarized as configured, split into train, valid and test by seed.
+
+    Semi-supervised and conditional runs carry labels (``data.labels``); ``num_labelled``
+    then hides all but that many training labels, balanced over classes and drawn by seed.
+    """
+    data = config.data
+    labelled = config.model.kind != "vae"
+    dataset = load_dataset(
+        data.source, binarize=data.binarize, labels=data.labels if labelled else None
+    )
+    if labelled and data.labels is None:
+        dataset = with_labels(dataset, None)  # the dataset's own labels, or a clear error
+    fractions = (data.valid_fraction, data.test_fraction)
+    train, valid, test = split(dataset, fractions, seed=config.seed)
+    if labelled and data.num_labelled is not None:
+        assert train.y is not None
+        per_class = data.num_labelled // _num_classes(dataset)
+        keep = labelled_subset(train.y, per_class, seed=config.seed)
+        hidden = torch.full_like(train.y, UNLABELLED)
+        hidden[keep] = train.y[keep]
+        train = replace(train, y=hidden)
+    return train, valid, test
+
+
+@dataclass
+class _Plan:
+    """What one model kind hands the one Trainer, and what it reports after training."""
+
+    model: VAE | SemiSupervisedVAE  # what the run holds (Run.model)
+    trainable: nn.Module  # what the Trainer fits: the model, or per-example q around it
+    train: tuple[torch.Tensor, ...]
+    valid: torch.Tensor | None = None
+    objective: Objective | None = None  # None: the ELBO / IWAE / semi-amortized of [train]
+    sampler: BatchSampler | None = None
+    epoch_metrics: Callable[[Any], dict[str, float]] | None = None
+    facts: dict[str, Any] = field(default_factory=dict)  # kind-specific data facts
+
+
+def train_run(
+    config: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True
+) -> Run:
+    """Train the model ``config`` describes into the folder ``out``; return the run.
+
+    Every kind (VAE, M2, conditional VAE, mean-field, semi-amortized) is fitted by the one
+    :class:`aevb.Trainer`. With ``resume=True`` training continues from ``out``'s last
+    checkpoint; only the ``train`` section may differ from the saved config (e.g. more
+    epochs).
+    """
+    out = Path(out)
+    if resume:
+        saved = _read_config(out)
+        if (saved.data, saved.model, saved.seed) != (config.data, config.model, config.seed):
+            raise ConfigError(
+                f"{out} was trained with other data/model options; resume it with the same "
+                "ones (only [train] options may change), or train into a new --out folder"
+            )
+    elif (out / "trainer.json").exists():
+        raise ConfigError(
+            f"{out} already holds a run: continue it with --resume, or choose another --out"
+        )
+    train, valid, test = load_run_data(config)
+    torch.manual_seed(config.seed)
+    plan = _plan(config, train, valid, test, resume)
+    check_data = getattr(plan.trainable, "check_data", None)
+    if check_data is not None:
+        check_data(*plan.train)  # before anything is written
+    facts = _start_run_folder(config, out, train, valid, test, **plan.facts)
+    trainer = build_trainer(
+        config,
+        plan.trainable,
+        out,
+        objective=plan.objective,
+        sampler=plan.sampler,
+        epoch_metrics=plan.epoch_metrics,
+        progress=progress,
+    )
+    snapshots = _snapshots(config, plan.model, train, valid, out, resume)
+    if snapshots is not None:
+        trainer.callbacks.append(snapshots[0])
+    trainer.fit(plan.train[0] if len(plan.train) == 1 else plan.train, plan.valid, resume=resume)
+    if snapshots is not None:
+        snapshots[0].record(cast(VAE, plan.model), trainer.step)
+        snapshots[0].save(out / SNAPSHOTS, labels=snapshots[1].y)
+    facts["epochs_trained"] = trainer.epoch
+    facts["train_seconds"] = sum(record["seconds"] for record in trainer.history)
+    if len(test):
+        facts.update(_test_metrics(config, plan.model, test))
+    save_json(facts, out / "run.json")
+    run = Run(out, config, plan.model.eval(), train.image_shape, facts)
+    _draw(run, test if len(test) else train)
+    return run
+
+
+def _plan(config: RunConfig, train: Dataset, valid: Dataset, test: Dataset, resume: bool) -> _Plan:
+    """Build the model of ``config`` and what the Trainer needs to fit it."""
+    if config.model.kind != "vae":
+        return _semi_supervised_plan(config, train, valid, _num_classes(train, valid, test))
+    model = build_model(config.model, train.x.shape[1])
+    model.check_data(train.x)
+    if config.model.pseudo_inputs == "data" and isinstance(model.prior, VampPrior):
+        model.prior.initialize_from(train.x)
+    if config.train.init_from and not resume:
+        load_weights(model, Path(config.train.init_from) / "model.safetensors")
+    if config.train.inference == "mean-field":  # variational EM with a q_i per example
+        return _Plan(
+            model,
+            PerExampleVAE(model.decoder, model.prior, len(train)),
+            (train.x,),
+            objective=per_example_elbo,
+            sampler=Shuffled(config.train.batch_size, with_index=True),
+            facts={"inference": "mean-field"},
+        )
+    return _Plan(model, model, (train.x,), valid.x if len(valid) else None)
+
+
+def _semi_supervised_plan(
+    config: RunConfig, train: Dataset, valid: Dataset, num_classes: int
+) -> _Plan:
+    """M2 or a conditional VAE (:mod:`aevb.models.semisupervised`) on mixed minibatches."""
+    assert train.y is not None and valid.y is not None
+    features = _m1_features(config, train.x)
+    data_dim = train.x.shape[1] if features is None else features.out_dim
+    model = build_semi_supervised(config.model, data_dim, num_classes, features)
+    options = config.train
+    return _Plan(
+        model,
+        model,
+        (train.x, train.y),
+        objective=m2_objective(train.y, alpha=options.alpha, num_samples=options.num_samples),
+        sampler=LabelledMix(options.batch_size, options.labelled_per_batch),
+        epoch_metrics=validation_error(valid.x, valid.y) if len(valid) else None,
+        facts={
+            "kind": config.model.kind,
+            "num_classes": num_classes,
+            "label_names": list(train.label_names) if train.label_names else None,
+            "feature_dim": data_dim,
+            "num_labelled": int((train.y != UNLABELLED).sum()),
+        },
+    )
+
+
+def _test_metrics(config: RunConfig, model: nn.Module, test: Dataset) -> dict[str, Any]:
+    """Held-out figures of each kind, in nats (and the test error of M2)."""
+    if isinstance(model, SemiSupervisedVAE):
+        assert test.y is not None
+        known = test.y != UNLABELLED
+        facts: dict[str, Any] = {}
+        if model.classifier is not None and bool(known.any()):
+            facts["test_error"] = error_rate(model, test.x, test.y)
+        if bool(known.any()):
+            with torch.no_grad():
+                parts = zip(test.x[known].split(1000), test.y[known].split(1000), strict=True)
+                bound = torch.cat([model.conditional_elbo(x, y) for x, y in parts])
+            facts["test_conditional_elbo"] = float(bound.mean())
+        return facts
+    assert isinstance(model, VAE)
+    if config.train.inference == "mean-field":  # new data need their own fit: what
+        fitted = fit_local(  # amortization saves
+            model, test.x, init="prior", steps=2000, lr=config.train.local_lr
+        )
+        assert fitted.elbo is not None
+        return {"test_elbo": float(fitted.elbo.mean()), "test_fit_seconds": fitted.seconds}
+    return {f"test_{k}": v for k, v in evaluate(model, test.x).items()}
+
+
+def _draw(run: Run, data: Dataset) -> None:
+    """The run's figures and report (none yet for mean-field runs)."""
+    if isinstance(run.model, SemiSupervisedVAE):
+        if run.image_shape is not None and len(run.image_shape) == 2:
+            draw_label_figures(run, data)
+    elif run.config.train.inference != "mean-field":
+        draw_figures(run, data)
+        write_report(run)
+
+
+def _start_run_folder(
+    config: RunConfig, out: Path, train: Dataset, valid: Dataset, test: Dataset, **extra: Any
+) -> dict[str, Any]:
+    """Create ``out`` with ``config.json`` and ``run.json`` (data facts, plus ``extra``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(config_to_dict(config), out / "config.json")
+    facts = {
+        "aevb_version": __version__,
+        "data_dim": train.x.shape[1],
+        "image_shape": list(train.image_shape) if train.image_shape else None,
+        "num_train": len(train),
+        "num_valid": len(valid),
+        "num_test": len(test),
+        **extra,
+    }
+    save_json(facts, out / "run.json")
+    return facts
+
+
+def _num_classes(*parts: Dataset) -> int:
+    """Classes of labelled data: its label names, or the largest label seen plus one."""
+    if parts[0].label_names:
+        return len(parts[0].label_names)
+    return max(int(part.y.max()) for part in parts if part.y is not None and len(part)) + 1
+
+
+def _m1_features(config: RunConfig, x: torch.Tensor | None = None) -> M1Features | None:
+    """M1+M2: the posterior means of the VAE run ``[model] m1`` (standardized on ``x``)."""
+    if config.model.m1 is None:
+        return None
+    m1 = load_run(config.model.m1)
+    if not isinstance(m1.model, VAE):
+        raise ConfigError(f"[model] m1 = {config.model.m1} must be a VAE run (kind = vae)")
+    return M1Features(m1.model, x)
+
+
+def _snapshots(
+    config: RunConfig, model: nn.Module, train: Dataset, valid: Dataset, out: Path, resume: bool
+) -> tuple[LatentSnapshots, Dataset] | None:
+    """Posterior means of a spread of validation examples during training (amortized VAEs)."""
+    every = config.train.snapshot_every
+    amortized = isinstance(model, VAE) and config.train.inference == "amortized"
+    if every == 0 or not amortized:
+        return None
+    data = spread_subset(valid if len(valid) else train, SNAPSHOT_POINTS)
+    snapshots = LatentSnapshots(data.x, every)
+    if resume and (out / SNAPSHOTS).exists():
+        snapshots.load(out / SNAPSHOTS)
+    return snapshots, data
+
+
+def load_run(path: str | Path, *, checkpoint: str = "model.safetensors") -> Run:
+    """Rebuild a run's model from its ``config.json`` and load ``checkpoint`` into it."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"no run folder at {path}: pass the --out folder of aevb train")
+    config = _read_config(path)
+    facts = load_json(path / "run.json")
+    model: VAE | SemiSupervisedVAE
+    with torch.random.fork_rng(devices=[]):  # weights not in the checkpoint: seeded, as trained
+        torch.manual_seed(config.seed)
+        if config.model.kind == "vae":
+            model = build_model(config.model, int(facts["data_dim"]))
+        else:
+            features = _m1_features(config)
+            dim, classes = facts["feature_dim"], facts["num_classes"]
+            model = build_semi_supervised(config.model, dim, classes, features)
+    saved: torch.nn.Module = model
+    if config.train.inference == "mean-field" and isinstance(model, VAE):
+        # the checkpoint holds the decoder, the prior and the q_i of the training examples
+        saved = PerExampleVAE(model.decoder, model.prior, int(facts["num_train"]))
+    load_weights(saved, path / checkpoint)
+    model.eval()
+    shape = tuple(facts["image_shape"]) if facts.get("image_shape") else None
+    return Run(path, config, model, shape, facts)
+
+
+def _read_config(path: Path) -> RunConfig:
+    raw = load_json(path / "config.json")
+    try:
+        return config_from_dict(raw, where=str(path / "config.json"))
+    except ConfigError as error:
+        raise CheckpointError(f"the run's config does not load: {error}") from error

@@ -1,0 +1,327 @@
+"""Data: loaders returning tensors, splitting, and checks that fail early with a fix.
+
+Formats: ``.npy``, ``.npz``, CSV, MNIST IDX (``*-ubyte`` / ``*-ubyte.gz``) and Larochelle's
+``.amat`` text. Named datasets (see :mod:`aevb.datasets`):
+
+- ``digits``: scikit-learn's 1,797 8x8 handwritten digits, grey levels scaled to [0, 1];
+- ``digits-binary``: the same, binarized at half intensity;
+- ``binarized-mnist`` (or ``binarized-mnist:PATH``): the statically binarized MNIST benchmark
+  with its fixed train/valid/test split, from a folder, the cache, or downloaded once.
+
+Every loader returns a :class:`Dataset` with ``x`` of shape ``(n, data_dim)`` (images are
+flattened; ``image_shape`` remembers how to show them).
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import struct
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import DataError
+from .datasets import load_binarized_mnist, load_digits
+
+NAMED_DATASETS = ("digits", "digits-binary", "binarized-mnist")
+
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Examples ``x (n, data_dim)``, optional labels ``y (n,)`` (-1: unknown), how to show an
+    example, ``splits``: sizes of a predefined (train, valid, test) split, rows in order, and
+    the names of text labels."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None = None
+    image_shape: tuple[int, ...] | None = None
+    name: str = "data"
+    splits: tuple[int, int, int] | None = None
+    label_names: tuple[str, ...] | None = None  # y = i means label_names[i] (text labels)
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __getitem__(self, index: torch.Tensor | slice) -> Dataset:
+        y = None if self.y is None else self.y[index]
+        return replace(self, x=self.x[index], y=y, splits=None)
+
+
+def load_dataset(
+    source: str | Path, *, binarize: float | None = None, labels: str | None = None
+) -> Dataset:
+    """Load a named dataset or a file, check it is finite, optionally binarize it.
+
+    Args:
+        source: a name from :data:`NAMED_DATASETS` or a path; ``file.npz:key`` picks an
+            array from an ``.npz`` archive.
+        binarize: threshold t: ``x >= t`` becomes 1, the rest 0 (``None`` keeps values).
+        labels: where the labels are, see :func:`with_labels` (``None``: the dataset's own,
+            if any; missing ones are then not an error).
+
+    Raises:
+        DataError: missing file, unknown format, wrong shape, NaN or infinite values.
+    """
+    name = str(source)
+    if name in ("digits", "digits-binary"):
+        x, y = load_digits(binary=name == "digits-binary")
+        dataset = Dataset(x=x, y=y, image_shape=(8, 8), name=name)
+    elif name == "binarized-mnist" or name.startswith("binarized-mnist:"):
+        path = name.partition(":")[2] or None
+        x, own_labels, sizes = load_binarized_mnist(path)
+        dataset = Dataset(x, own_labels, (28, 28), "binarized-mnist", splits=sizes)
+    else:
+        path, key = name.rsplit(":", 1) if ".npz:" in name else (name, None)
+        if labels is not None and _csv_column(Path(path), labels) is not None:
+            dataset, labels = _csv_with_labels(Path(path), labels), None
+        else:
+            dataset = _to_dataset(load_array(Path(path), key=key), Path(path).name)
+    if labels is not None:
+        dataset = with_labels(dataset, labels)
+    check_finite(dataset.x, dataset.name)
+    if binarize is not None:
+        dataset = replace(dataset, x=(dataset.x >= binarize).to(dataset.x.dtype))
+    return dataset
+
+
+def with_labels(dataset: Dataset, labels: str | None) -> Dataset:
+    """Attach labels to ``dataset``: its own (``None``), a column of ``x``, or a file.
+
+    Args:
+        labels: ``None`` keeps the dataset's own labels (e.g. binarized MNIST's); a column
+            index takes that column out of ``x``; otherwise a file with one label per row
+            (``.npy``, ``.csv``, ``file.npz:key``). (A CSV data file's label column, by
+            header name or index, numbers or text, is read by :func:`load_dataset`.)
+
+    Labels are integers from 0; NaN, negative values and 255 (the uint8 marker of
+    ``binarized_mnist.npz``) mean "unlabelled" and become -1.
+
+    Raises:
+        DataError: no labels at all, a length that does not match the rows, fractional labels.
+    """
+    if labels is None:
+        if dataset.y is None:
+            raise DataError(
+                f"{dataset.name} carries no labels: pass --labels with a column of the data or "
+                "a file holding one label per row"
+            )
+        return dataset
+    if labels.isdigit():
+        column = int(labels)
+        if column >= dataset.x.shape[1]:
+            raise DataError(f"label column {column} is outside the data's {dataset.x.shape[1]}")
+        raw = dataset.x[:, column].double().numpy()
+        x = torch.cat([dataset.x[:, :column], dataset.x[:, column + 1 :]], dim=1)
+        return replace(dataset, x=x, y=_label_codes(raw, labels), image_shape=None)
+    path, key = labels.rsplit(":", 1) if ".npz:" in labels else (labels, None)
+    raw = load_array(Path(path), key=key).astype(np.float64)
+    if raw.ndim == 2 and raw.shape[1] == 1:
+        raw = raw[:, 0]
+    if raw.shape != (len(dataset),):
+        raise DataError(
+            f"{labels} holds labels of shape {raw.shape}, but the data have {len(dataset)} "
+            f"rows: give one label per row, in the data's order"
+        )
+    return replace(dataset, y=_label_codes(raw, labels))
+
+
+def _label_codes(raw: np.ndarray, where: str) -> torch.Tensor:
+    unknown = np.isnan(raw) | (raw < 0) | (raw == 255)
+    known = raw[~unknown]
+    if np.any(known != np.round(known)):
+        raise DataError(f"labels in {where} must be whole numbers 0, 1, ...; found fractions")
+    return torch.as_tensor(np.where(unknown, -1, np.nan_to_num(raw)).astype(np.int64))
+
+
+def _csv_column(path: Path, labels: str) -> str | int | None:
+    """The label column of a CSV data file, by header name or index (``None``: not one)."""
+    if path.suffix != ".csv" or not path.exists():
+        return None
+    header = _csv_header(path)
+    if header is not None and labels in header:
+        return labels
+    return int(labels) if labels.isdigit() else None
+
+
+def _csv_header(path: Path) -> list[str] | None:
+    with open(path) as file:
+        cells = [cell.strip() for cell in file.readline().strip().split(",")]
+    try:
+        [float(cell) for cell in cells if cell]
+        return None
+    except ValueError:
+        return cells
+
+
+def _csv_with_labels(path: Path, labels: str) -> Dataset:
+    """A CSV whose label column (numbers or text, empty cells unlabelled) becomes ``y``."""
+    frame = pd.read_csv(path, header=0 if _csv_header(path) is not None else None)
+    column = _csv_column(path, labels)
+    name = column if column in frame.columns else frame.columns[int(column)]  # type: ignore[arg-type]
+    raw = frame.pop(name)
+    names = None
+    if pd.api.types.is_numeric_dtype(raw):
+        y = _label_codes(raw.to_numpy(dtype=np.float64), f"column {name!r} of {path}")
+    else:  # text labels: codes in sorted order
+        categorical = pd.Categorical(raw)
+        names = tuple(str(c) for c in categorical.categories)
+        y = torch.as_tensor(categorical.codes.astype(np.int64))  # NaN -> -1
+    x = torch.as_tensor(_numeric(frame, path), dtype=torch.float32)
+    return Dataset(x=x, y=y, name=path.name, label_names=names)
+
+
+def load_array(path: Path, *, key: str | None = None) -> np.ndarray:
+    """Read one array from ``.npy``, ``.npz``, ``.csv``, IDX (``-ubyte[.gz]``) or ``.amat``."""
+    if not path.exists():
+        raise DataError(
+            f"no such data file: {path}. Give an existing path, or one of the named datasets: "
+            f"{', '.join(NAMED_DATASETS)}"
+        )
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        if path.suffix == ".npz":
+            return _load_npz(path, key)
+        if path.suffix == ".csv":
+            return _load_csv(path)
+        if path.suffix == ".amat":
+            return np.loadtxt(path, dtype=np.float32, ndmin=2)
+        if "ubyte" in path.name or path.suffix == ".idx":
+            return _load_idx(path)
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, struct.error) as error:
+        raise DataError(f"could not read {path}: {error}. Is the file complete?") from error
+    raise DataError(
+        f"unknown data format for {path}: use .npy, .npz, .csv, .amat or an MNIST IDX file "
+        "(*-ubyte or *-ubyte.gz)"
+    )
+
+
+def _load_npz(path: Path, key: str | None) -> np.ndarray:
+    with np.load(path, allow_pickle=False) as archive:
+        keys = list(archive.keys())
+        if key is None:
+            if len(keys) == 1:
+                key = keys[0]
+            elif "x" in keys:
+                key = "x"
+            else:
+                raise DataError(
+                    f"{path} holds several arrays ({', '.join(keys)}): pick one as "
+                    f"{path}:KEY, e.g. {path}:{keys[0]}"
+                )
+        if key not in keys:
+            raise DataError(f"{path} has no array {key!r}; it holds: {', '.join(keys)}")
+        return archive[key]
+
+
+def _load_csv(path: Path) -> np.ndarray:
+    frame = pd.read_csv(path, header=0 if _csv_header(path) is not None else None)
+    return _numeric(frame, path)
+
+
+def _numeric(frame: pd.DataFrame, path: Path) -> np.ndarray:
+    text = [
+        str(name) for name, kind in frame.dtypes.items() if not pd.api.types.is_numeric_dtype(kind)
+    ]
+    if text:
+        raise DataError(
+            f"{path} has non-numeric cells in column(s) {', '.join(text)}; aevb reads numeric "
+            "CSV columns here: remove text columns or encode them as numbers (a text label "
+            "column: --labels COLUMN; tables with text columns: aevb impute)"
+        )
+    return frame.to_numpy(dtype=np.float64)  # empty cells are NaN
+
+
+def _load_idx(path: Path) -> np.ndarray:
+    """The IDX format of LeCun's MNIST release: magic (0, 0, dtype, ndim), big-endian dims."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as file:
+        raw = file.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(f"{path} is not an IDX file (bad magic number {raw[:4]!r})")
+    ndim = raw[3]
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = math.prod(dims) * dtype.itemsize
+    body = raw[4 + 4 * ndim :]
+    if len(body) != expected:
+        raise DataError(
+            f"{path} is truncated or corrupt: header says {dims} ({expected} bytes), "
+            f"found {len(body)} bytes"
+        )
+    return np.frombuffer(body, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def _to_dataset(array: np.ndarray, name: str) -> Dataset:
+    if array.ndim < 2 or array.ndim > 4:
+        raise DataError(
+            f"{name}: expected examples in rows, shape (n, features) or (n, height, width), "
+            f"got shape {array.shape}: reshape it so the first axis indexes examples"
+        )
+    if not np.issubdtype(array.dtype, np.number) and array.dtype != np.bool_:
+        raise DataError(f"{name}: expected numbers, got dtype {array.dtype}")
+    image_shape = tuple(array.shape[1:]) if array.ndim > 2 else _square(array.shape[1])
+    x = torch.as_tensor(array.reshape(array.shape[0], -1), dtype=torch.float32)
+    return Dataset(x=x, image_shape=image_shape, name=name)
+
+
+def _square(data_dim: int) -> tuple[int, int] | None:
+    side = math.isqrt(data_dim)
+    return (side, side) if side * side == data_dim and side > 1 else None
+
+
+def check_finite(x: torch.Tensor, name: str = "data", *, allow_missing: bool = False) -> None:
+    """Raise :class:`DataError` naming the rows with NaN or infinite entries.
+
+    ``allow_missing=True`` (likelihoods that mask missing entries) lets NaN through.
+    """
+    if bool(torch.isfinite(x.sum())):
+        return  # one fast pass: NaN and inf propagate into the sum (overflow: checked below)
+    bad = torch.isinf(x) if allow_missing else ~torch.isfinite(x)
+    if bool(bad.any()):
+        rows = bad.reshape(x.shape[0], -1).any(-1).nonzero().flatten().tolist()
+        kind = "NaN" if not allow_missing and bool(torch.isnan(x).any()) else "infinite"
+        shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+        raise DataError(
+            f"{name} has {int(bad.sum())} {kind} entries in {len(rows)} rows (rows {shown}): "
+            "remove those rows or impute the missing values before training"
+        )
+
+
+def split(
+    dataset: Dataset, fractions: tuple[float, float], *, seed: int = 0
+) -> tuple[Dataset, Dataset, Dataset]:
+    """Shuffle with ``seed`` and cut into train, valid and test parts.
+
+    A dataset with a predefined split (``dataset.splits``, e.g. binarized MNIST) keeps it:
+    ``fractions`` and ``seed`` are then not used.
+
+    Args:
+        fractions: ``(valid_fraction, test_fraction)``; the rest is training data.
+    """
+    if dataset.splits is not None:
+        num_train, num_valid, _ = dataset.splits
+        rows = torch.arange(len(dataset))
+        return (
+            dataset[rows[:num_train]],
+            dataset[rows[num_train : num_train + num_valid]],
+            dataset[rows[num_train + num_valid :]],
+        )
+    valid_fraction, test_fraction = fractions
+    if valid_fraction < 0 or test_fraction < 0 or valid_fraction + test_fraction >= 1:
+        raise DataError(f"valid and test fractions must be >= 0 and sum to < 1, got {fractions}")
+    n = len(dataset)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    num_valid, num_test = round(n * valid_fraction), round(n * test_fraction)
+    valid = order[:num_valid]
+    test = order[num_valid : num_valid + num_test]
+    train = order[num_valid + num_test :]
+    return dataset[train], dataset[valid], dataset[test]

@@ -1,0 +1,30 @@
+"""Evaluation in nats: ELBO terms, importance-sampled log p(x), ELBO surgery, active units,
+and the inference gaps."""
+
+from .gaps import inference_gaps
+from .metrics import (
+    LogPx,
+    Surgery,
+    active_units,
+    bits_per_dim,
+    elbo_surgery,
+    encode_means,
+    evaluate,
+    kl_per_dimension,
+    log_px,
+    summarize,
+)
+
+__all__ = [
+    "LogPx",
+    "Surgery",
+    "active_units",
+    "bits_per_dim",
+    "elbo_surgery",
+    "encode_means",
+    "evaluate",
+    "inference_gaps",
+    "kl_per_dimension",
+    "log_px",
+    "summarize",
+]

@@ -1,0 +1,39 @@
+"""Models: heads (hidden -> Distribution), priors (() -> Distribution), and the models that
+compose them (VAE, M2 / conditional VAE, per-example q)."""
+
+from .flows import PlanarFlowHead
+from .heads import (
+    BernoulliHead,
+    CategoricalHead,
+    ColumnsHead,
+    ContinuousBernoulliHead,
+    FullCovarianceNormalHead,
+    LaplaceHead,
+    NormalHead,
+)
+from .per_example import PerExampleVAE
+from .priors import LearnedNormalPrior, MixturePrior, StandardNormalPrior, VampPrior
+from .semisupervised import UNLABELLED, M1Features, SemiSupervisedVAE, mlp_m2
+from .vae import VAE, mlp_vae
+
+__all__ = [
+    "UNLABELLED",
+    "VAE",
+    "BernoulliHead",
+    "CategoricalHead",
+    "ColumnsHead",
+    "ContinuousBernoulliHead",
+    "FullCovarianceNormalHead",
+    "LaplaceHead",
+    "LearnedNormalPrior",
+    "M1Features",
+    "MixturePrior",
+    "NormalHead",
+    "PerExampleVAE",
+    "PlanarFlowHead",
+    "SemiSupervisedVAE",
+    "StandardNormalPrior",
+    "VampPrior",
+    "mlp_m2",
+    "mlp_vae",
+]

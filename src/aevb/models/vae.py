@@ -1,0 +1,153 @@
+"""The VAE: a prior p(z), a decoder p(x|z) and an encoder q(z|x), composed.
+
+In probabilistic terms the decoder is the likelihood, the prior is p(z), and the encoder is
+the amortized variational family ("guide", "inference network"); in deep-learning terms they
+are the decoder, the latent distribution and the encoder. Each is an ``nn.Module`` returning a
+``torch.distributions.Distribution``; any of them can be swapped without touching the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.distributions import Distribution
+
+from ..data.loaders import check_finite
+from ..distributions.core import support_fix, unwrap
+from ..errors import DataError
+from ..inference.objectives import ELBOTerms, elbo
+from ..nn.mlp import MLP
+from .heads import BernoulliHead, NormalHead
+from .priors import StandardNormalPrior
+
+
+class VAE(nn.Module):
+    """p(x, z) = p(x|z) p(z) with amortized q(z|x) (Kingma & Welling 2014).
+
+    Args:
+        encoder: ``x (B, *event) -> q(z|x)`` with batch_shape ``(B,)``, event ``(latent_dim,)``.
+        decoder: ``z (*batch, latent_dim) -> p(x|z)`` with batch_shape ``batch``.
+        prior: ``() -> p(z)`` with event ``(latent_dim,)``.
+
+    Example:
+        >>> from torch import nn
+        >>> from aevb import VAE, MLP, NormalHead, BernoulliHead, StandardNormalPrior
+        >>> encoder = nn.Sequential(MLP(64, (128,)), NormalHead(128, 2))
+        >>> decoder = nn.Sequential(MLP(2, (128,)), BernoulliHead(128, 64))
+        >>> model = VAE(encoder, decoder, StandardNormalPrior(2))
+        >>> model.elbo(torch.zeros(5, 64)).elbo.shape
+        torch.Size([5])
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: nn.Module) -> None:
+        super().__init__()
+        self.encoder, self.decoder, self.prior = encoder, decoder, prior
+
+    @property
+    def latent_dim(self) -> int:
+        return self.prior().event_shape[-1]
+
+    def encode(self, x: torch.Tensor) -> Distribution:
+        """q(z|x) for ``x (B, *event)``, event ``(latent_dim,)``; ``.mean`` gives the codes."""
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> Distribution:
+        """p(x|z): ``z (*batch, latent_dim)`` -> distribution over one datum per batch entry."""
+        return self.decoder(z)
+
+    def elbo(self, x: torch.Tensor, **options: object) -> ELBOTerms:
+        """Per-example ELBO terms; ``options`` are those of :func:`aevb.elbo`."""
+        return elbo(self, x, **options)  # type: ignore[arg-type]
+
+    def check_data(self, x: torch.Tensor) -> None:
+        """Raise :class:`aevb.DataError` unless ``x`` fits p(x|z): shape, finiteness, support.
+
+        The message names the first offending entry and how to fix the data or the model.
+        """
+        check_data(self, x)
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, *, mean: bool = False) -> torch.Tensor:
+        """Draw ``z ~ p(z)``, then ``x ~ p(x|z)`` (or its mean with ``mean=True``).
+
+        Returns:
+            ``(num_samples, *event)`` data.
+        """
+        z = self.prior().sample((num_samples,))
+        px = self.decode(z)
+        return px.mean if mean else px.sample()
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, *, sample_z: bool = False) -> torch.Tensor:
+        """Mean of p(x|z) at z = E_q[z|x] (or at a sample ``z ~ q(z|x)``), shaped like ``x``."""
+        qz = self.encode(x)
+        return self.decode(qz.sample() if sample_z else qz.mean).mean
+
+
+@torch.no_grad()
+def check_data(model: Any, x: torch.Tensor) -> None:
+    """Raise :class:`aevb.DataError` unless ``x`` fits the p(x|z) of ``model`` (anything with
+    ``decode`` and ``prior``): shape, finiteness, support.
+
+    The message names the first offending entry and how to fix the data or the model.
+    """
+    px = model.decode(model.prior().sample((1,)))
+    # Likelihoods over rows with holes (aevb.families.Columns) skip NaN entries.
+    check_finite(x, allow_missing=getattr(px, "handles_missing", False))
+    if tuple(x.shape[1:]) != tuple(px.event_shape) or x.ndim < 2:
+        raise DataError(
+            f"the model's likelihood is over examples of shape {tuple(px.event_shape)}, "
+            f"got data of shape {tuple(x.shape)}: give an (n, "
+            f"{', '.join(map(str, px.event_shape))}) array with examples in rows"
+        )
+    support = unwrap(px).support
+    if support is None:  # a family without a declared support: nothing to check
+        return
+    # In chunks of rows: a cache-sized pass per chunk, and the full scan only on failure.
+    if all(bool(support.check(chunk).all()) for chunk in x.split(4096)):
+        return
+    outside = ~support.check(x).reshape(x.shape[0], -1)
+    row, column = outside.nonzero()[0].tolist()
+    raise DataError(
+        f"{int(outside.sum())} data values are outside the support of the "
+        f"{type(unwrap(px)).__name__} likelihood (first: row {row}, column {column}, "
+        f"value {x[row].flatten()[column].item():g}). Fix: {support_fix(support)}"
+    )
+
+
+def mlp_vae(
+    data_dim: int,
+    latent_dim: int,
+    hidden_dims: Sequence[int] = (200, 200),
+    *,
+    likelihood: Callable[[int, int], nn.Module] = BernoulliHead,
+    activation: type[nn.Module] = nn.ReLU,
+    prior: nn.Module | None = None,
+    posterior: Callable[[int, int], nn.Module] = NormalHead,
+) -> VAE:
+    """A VAE whose encoder and decoder are MLP bodies with heads (decoder widths mirrored).
+
+    Args:
+        data_dim: size of one flattened datum.
+        latent_dim: size of z.
+        hidden_dims: encoder widths; the decoder uses them reversed.
+        likelihood: head factory ``(in_dim, data_dim) -> head``, e.g. ``BernoulliHead`` or
+            ``functools.partial(NormalHead, scale=0.1)``.
+        activation: activation module class of both bodies.
+        prior: p(z); ``StandardNormalPrior(latent_dim)`` by default.
+        posterior: head factory of q(z|x), ``(in_dim, latent_dim) -> head``: ``NormalHead``
+            (diagonal), ``FullCovarianceNormalHead`` or ``PlanarFlowHead``.
+
+    Example:
+        >>> model = mlp_vae(784, 50, (200, 200), activation=nn.Tanh)  # Burda et al. (2015)
+    """
+    encoder_body = MLP(data_dim, hidden_dims, activation)
+    decoder_body = MLP(latent_dim, tuple(reversed(hidden_dims)), activation)
+    return VAE(
+        nn.Sequential(encoder_body, posterior(encoder_body.out_dim, latent_dim)),
+        nn.Sequential(decoder_body, likelihood(decoder_body.out_dim, data_dim)),
+        prior if prior is not None else StandardNormalPrior(latent_dim),
+    )

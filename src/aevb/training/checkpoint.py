@@ -1,0 +1,118 @@
+"""Checkpoints: tensors in safetensors, everything else in JSON; never pickle.
+
+Files are written to a temporary name and renamed, so an interrupted save never leaves a
+half-written checkpoint where a good one was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..errors import CheckpointError
+
+
+def save_weights(model: nn.Module, path: str | Path) -> None:
+    """Write ``model.state_dict()`` (parameters and buffers) to a safetensors file."""
+    state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
+    save_tensors(state, path)
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load weights saved by :func:`save_weights` into ``model``, checking names and shapes."""
+    state = load_tensors(path)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [n for n in expected if n in state and state[n].shape != expected[n].shape]
+    if missing or unexpected or wrong:
+        details = []
+        if missing:
+            details.append(f"missing {missing[:3]}")
+        if unexpected:
+            details.append(f"unexpected {unexpected[:3]}")
+        if wrong:
+            n = wrong[0]
+            details.append(
+                f"{n} has shape {tuple(state[n].shape)}, model wants {tuple(expected[n].shape)}"
+            )
+        raise CheckpointError(
+            f"{path} does not fit this model ({'; '.join(details)}): it was saved from a "
+            "model with another configuration; build the model from the run's config.json"
+        )
+    model.load_state_dict(state)
+    return model
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path)
+
+
+def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}: is this the folder of a finished run?")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"{path} is corrupt or not a safetensors checkpoint ({error}); "
+            "use another checkpoint of the run, or train again"
+        ) from error
+
+
+def save_json(data: Any, path: str | Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def load_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no {path.name} at {path}: is this the folder of an aevb run?")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path} is corrupt ({error}); it is not valid JSON") from error
+
+
+def optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], Any]:
+    """Split an optimizer's state into safetensors-ready tensors and JSON-ready rest."""
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, slots in state["state"].items():
+        for slot, value in slots.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{slot}"] = value.detach().clone().contiguous()
+            else:
+                scalars.setdefault(str(index), {})[slot] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_files(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], rest: Any
+) -> None:
+    """Inverse of :func:`optimizer_to_files`: load the saved state into ``optimizer``."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, tensor in tensors.items():
+        index, slot = name.split(".", 1)
+        state.setdefault(int(index), {})[slot] = tensor
+    for index, slots in rest["scalars"].items():
+        state.setdefault(int(index), {}).update(slots)
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": rest["param_groups"]})
+    except (ValueError, KeyError) as error:
+        raise CheckpointError(f"the saved optimizer state does not fit: {error}") from error

@@ -1,0 +1,159 @@
+"""The one :class:`Trainer` set up for two model kinds, as short recipes:
+
+- :func:`fit_semi_supervised`: M2 and the conditional VAE (Kingma et al. 2014) with the M2
+  objective and minibatches that mix labelled and unlabelled rows (:class:`LabelledMix`);
+- :func:`fit_mean_field`: variational EM with a free q_i per example (seed 003), a
+  :class:`aevb.PerExampleVAE` around the decoder, fitted with :func:`per_example_elbo`.
+
+Both are a few lines over ``Trainer(...).fit(...)``; use the Trainer directly for run
+folders, resume or callbacks.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+from ..inference.local import LocalPosterior, per_example_elbo
+from ..inference.semisupervised import semi_supervised_objective
+from ..models.per_example import PerExampleVAE
+from ..models.semisupervised import UNLABELLED, SemiSupervisedVAE, error_rate
+from ..models.vae import VAE
+from .samplers import LabelledMix, Shuffled
+from .trainer import Trainer
+
+
+def fit_semi_supervised(
+    model: SemiSupervisedVAE,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    valid: tuple[torch.Tensor, torch.Tensor] | None = None,
+    epochs: int = 100,
+    batch_size: int = 100,
+    labelled_per_batch: int = 10,
+    alpha: float = 1.0,
+    labelled_share: float | None = None,
+    lr: float = 1e-3,
+    lr_decay: float = 1.0,
+    num_samples: int = 1,
+    beta: float = 1.0,
+    clip_grad_norm: float | None = None,
+    max_seconds: float | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Fit M2 (or a conditional VAE) by Adam on mixed minibatches; return the history.
+
+    Args:
+        model: :class:`aevb.SemiSupervisedVAE`.
+        x: ``(n, D)`` training data.
+        y: ``(n,)`` long labels, :data:`aevb.UNLABELLED` (-1) where unknown.
+        valid: ``(x, y)`` held-out data whose labelled rows give ``valid_error`` per epoch
+            (recorded for the learning curve; the model returned is the last one).
+        epochs: passes over the unlabelled rows (the labelled ones when all are labelled).
+        batch_size: unlabelled rows per step (labelled rows when all are labelled).
+        labelled_per_batch: labelled rows added to each step that has unlabelled rows.
+        alpha: weight of the classification term, in units of the paper's alpha / N.
+        labelled_share: weight of the labelled ELBO (the unlabelled one gets the rest);
+            ``None``: N_l / N, the paper's objective.
+        lr, lr_decay: Adam step size, multiplied by ``lr_decay`` after every epoch.
+        beta: KL weight of z, see :func:`aevb.semi_supervised_objective`.
+        max_seconds: stop after the first epoch that ends past this wall time.
+
+    Raises:
+        DataError: labels or data that do not fit the model (no labelled row at all, a label
+            out of range, values outside the likelihood's support).
+        TrainingDiverged: the objective became NaN or infinite; the parameters are those
+            from before the failing step.
+    """
+    trainer = Trainer(
+        model,
+        objective=m2_objective(y, alpha=alpha, labelled_share=labelled_share,
+                               num_samples=num_samples),
+        sampler=LabelledMix(batch_size, labelled_per_batch),
+        lr=lr,
+        lr_decay=lr_decay,
+        max_epochs=epochs,
+        beta=beta,
+        clip_grad_norm=clip_grad_norm,
+        max_seconds=max_seconds,
+        seed=seed,
+        progress=progress,
+        epoch_metrics=validation_error(*valid) if valid is not None else None,
+    )  # fmt: skip
+    if valid is not None:
+        model.check_data(*valid)
+    return trainer.fit((x, y))
+
+
+def m2_objective(
+    y: torch.Tensor,
+    *,
+    alpha: float = 1.0,
+    labelled_share: float | None = None,
+    num_samples: int = 1,
+) -> functools.partial[Any]:
+    """The M2 objective for training labels ``y``: its labelled share defaults to N_l / N."""
+    if labelled_share is None:
+        labelled_share = float((y != UNLABELLED).double().mean())
+    return functools.partial(
+        semi_supervised_objective,
+        labelled_share=labelled_share,
+        alpha=alpha,
+        num_samples=num_samples,
+    )
+
+
+def validation_error(x: torch.Tensor, y: torch.Tensor) -> Any:
+    """``epoch_metrics`` for the Trainer: ``{"valid_error": ...}`` on the labelled rows."""
+
+    def metrics(model: SemiSupervisedVAE) -> dict[str, float]:
+        if model.classifier is None:
+            return {}
+        return {"valid_error": error_rate(model, x, y)}
+
+    return metrics
+
+
+def fit_mean_field(
+    model: VAE,
+    x: torch.Tensor,
+    *,
+    epochs: int = 100,
+    batch_size: int = 100,
+    lr: float = 1e-3,
+    local_lr: float = 1e-2,
+    max_seconds: float | None = None,
+    seed: int = 0,
+) -> tuple[LocalPosterior, list[dict[str, Any]]]:
+    """Variational EM with local parameters (seed 003): decoder θ and every λ_i jointly.
+
+    Each step draws a minibatch of examples, builds their q_i = N(μ_i, σ_i²) from the
+    stored λ_i, and ascends the minibatch ELBO — an unbiased estimate of the full-data ELBO
+    up to the factor n / batch_size, which Adam's scale invariance makes irrelevant — in
+    both θ (``lr``) and the λ_i of the batch (``local_lr``, sparse updates). The encoder of
+    ``model`` is not used.
+
+    Returns:
+        the fitted :class:`LocalPosterior` of the training data and the per-epoch history.
+    """
+    local = PerExampleVAE(model.decoder, model.prior, x.shape[0])
+    trainer = Trainer(
+        local,
+        objective=per_example_elbo,
+        sampler=Shuffled(batch_size, with_index=True),
+        lr=lr,
+        sparse_lr=local_lr,
+        max_epochs=epochs,
+        max_seconds=max_seconds,
+        seed=seed,
+        progress=False,
+    )
+    history = trainer.fit(x)
+    model.eval()
+    q = local.posterior()
+    params = {name: value.detach().clone() for name, value in q.params.items()}
+    return LocalPosterior("diagonal", params, steps=len(history)), history

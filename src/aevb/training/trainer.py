@@ -1,0 +1,383 @@
+"""The one training loop: minibatch stochastic gradient ascent on an objective (Kingma &
+Welling 2014, Algorithm 1) for every model kind.
+
+What varies between models is passed in, not subclassed: the **objective**
+(``objective(model, *batch, beta=...) -> record`` with ``.loss`` and ``.per_example()``:
+:func:`aevb.elbo`, :func:`aevb.iwae_bound`, :func:`aevb.semi_amortized_elbo`, the M2
+objective, :func:`aevb.per_example_elbo`) and the **batch sampler** (what an epoch of
+minibatches is: :class:`~aevb.training.samplers.Shuffled`, M2's
+:class:`~aevb.training.samplers.LabelledMix`). Checkpoints, bit-exact resume, the NaN guard,
+early stopping, callbacks and progress are written once, here.
+
+In-memory tensors are indexed per batch (no per-example Python work), so the trainer runs
+as fast as a hand-written loop (``bench/train_throughput.py`` measures it).
+
+A run folder holds::
+
+    model.safetensors     weights with the best validation score (or the last, without one)
+    last.safetensors      weights after the last finished epoch
+    trainer.safetensors   optimizer moments, sampler state, random-number-generator states
+    trainer.json          epoch, step, early-stopping state, optimizer settings, history
+    metrics.jsonl         one line of metrics per epoch
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import TrainingDiverged
+from ..evaluation.metrics import evaluate
+from ..inference.objectives import ELBOTerms, Terms, elbo, linear_warmup
+from ..models.vae import VAE
+from ..nn.utils import device_of
+from .checkpoint import (
+    load_json,
+    load_tensors,
+    load_weights,
+    optimizer_from_files,
+    optimizer_to_files,
+    save_json,
+    save_tensors,
+    save_weights,
+)
+from .samplers import Batch, BatchSampler, Shuffled
+
+Objective = Callable[..., Terms]
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+# checkpoint names of the optimizer of dense parameters and of sparse per-example ones
+_OPTIMIZER_NAMES = ("optimizer", "sparse_optimizer")
+
+
+class Trainer:
+    """Fit a model by stochastic gradient ascent on an objective, with validation.
+
+    Args:
+        model: e.g. :class:`aevb.VAE`, :class:`aevb.SemiSupervisedVAE` or
+            :class:`aevb.PerExampleVAE`; whatever ``objective`` takes.
+        objective: ``objective(model, *batch, beta=...)`` returning a record with ``.loss``
+            and ``.per_example()`` (e.g. :class:`aevb.ELBOTerms`); configure variants with
+            ``functools.partial(aevb.elbo, stl=True, num_samples=5)``.
+        sampler: what one epoch of minibatches is (``None``: every example once, in a new
+            random order, ``batch_size`` at a time); see :mod:`aevb.training.samplers`.
+        optimizer: optimizer class or factory, called as ``optimizer(params, lr=lr)``.
+        lr: learning rate; ``lr_decay`` multiplies it after every epoch.
+        sparse_lr: learning rate of parameters with sparse gradients (per-example tables,
+            ``nn.Embedding(sparse=True)``), which ``torch.optim.SparseAdam`` updates row by
+            row (``None``: ``lr``).
+        batch_size: examples per gradient step of the default sampler.
+        max_epochs: passes over the training data.
+        patience: stop after this many epochs without a better validation score (the
+            objective's own bound on ``valid``: the ELBO, or IWAE_k for ``iwae_bound``; or
+            ``validate``'s score; ``None``: never stop early). The best weights are restored
+            at the end.
+        beta: KL weight; ``kl_warmup_epochs`` ramps it linearly from 0 over that many epochs.
+        clip_grad_norm: clip the gradient's global norm to this value (``None``: no clipping).
+        max_seconds: stop after the first epoch that ends past this wall time of ``fit``.
+        seed: seeds parameter-free randomness (shuffling, z samples) for reproducible runs.
+        run_dir: folder for checkpoints and metrics (``None``: keep nothing on disk).
+        progress: show a live bar with the batch terms, and one line per epoch.
+        callbacks: called as ``callback(trainer)`` when ``fit`` starts and after every
+            optimizer step (e.g. :class:`LatentSnapshots`).
+        validate: ``validate(model) -> float``, a score to maximize computed after every
+            epoch (recorded as ``valid_score``); when given, it replaces the validation
+            bound for early stopping and model selection (e.g. the predictive likelihood of
+            held-out table entries, :func:`aevb.imputation.heldout_log_likelihood`).
+        epoch_metrics: ``epoch_metrics(model) -> {name: value}``, recorded after every epoch
+            but not used to select the model (e.g. M2's validation error).
+
+    Example:
+        >>> trainer = Trainer(model, lr=1e-3, max_epochs=50, patience=5)  # doctest: +SKIP
+        >>> history = trainer.fit(train_x, valid_x)                          # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        objective: Objective = elbo,
+        sampler: BatchSampler | None = None,
+        optimizer: OptimizerFactory = torch.optim.Adam,
+        lr: float = 1e-3,
+        lr_decay: float = 1.0,
+        sparse_lr: float | None = None,
+        batch_size: int = 100,
+        max_epochs: int = 100,
+        patience: int | None = None,
+        beta: float = 1.0,
+        kl_warmup_epochs: int = 0,
+        clip_grad_norm: float | None = None,
+        max_seconds: float | None = None,
+        seed: int = 0,
+        run_dir: str | Path | None = None,
+        progress: bool = True,
+        eval_batch_size: int = 1000,
+        callbacks: Sequence[Callable[[Trainer], None]] = (),
+        validate: Callable[[Any], float] | None = None,
+        epoch_metrics: Callable[[Any], dict[str, float]] | None = None,
+    ) -> None:
+        if batch_size < 1 or max_epochs < 0 or lr <= 0:
+            raise ValueError("batch_size and max_epochs must be positive and lr > 0")
+        self.model, self.objective = model, objective
+        self.sampler: BatchSampler = sampler if sampler is not None else Shuffled(batch_size)
+        self.optimizers = _optimizers(model, optimizer, lr, sparse_lr)
+        self.lr_decay, self.batch_size, self.max_epochs = lr_decay, batch_size, max_epochs
+        self.patience, self.beta, self.kl_warmup_epochs = patience, beta, kl_warmup_epochs
+        self.clip_grad_norm, self.seed, self.progress = clip_grad_norm, seed, progress
+        self.max_seconds = max_seconds
+        self.eval_batch_size, self.callbacks = eval_batch_size, list(callbacks)
+        self.validate, self.epoch_metrics = validate, epoch_metrics
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.epoch = self.step = self.bad_epochs = 0
+        self.best_valid = -math.inf
+        self.history: list[dict[str, Any]] = []
+        self._best_state: dict[str, torch.Tensor] | None = None
+        self._generator = torch.Generator()
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer of the dense parameters (all of them, for most models)."""
+        return self.optimizers[0]
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def fit(
+        self,
+        train: torch.Tensor | Batch,
+        valid: torch.Tensor | None = None,
+        *,
+        resume: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Train until ``max_epochs`` or early stopping; return the per-epoch history.
+
+        Args:
+            train: ``(n, *event)`` training data, or a tuple of tensors with examples in rows
+                that the sampler reads (M2: ``(x, y)`` with -1 for unknown labels).
+            valid: ``(m, *event)`` validation data for early stopping and model selection.
+            resume: continue from the state saved in ``run_dir`` (bit-identical to an
+                uninterrupted run on the same machine and thread count).
+
+        Raises:
+            DataError: the data do not fit the model's likelihood (shape, NaN, support).
+            TrainingDiverged: a term became NaN/inf; the last good checkpoint is kept.
+        """
+        data = train if isinstance(train, tuple) else (train,)
+        check_data = getattr(self.model, "check_data", None)
+        if check_data is not None:
+            check_data(*data)
+            if valid is not None:
+                check_data(valid)
+        steps_per_epoch = self.sampler.num_steps(data)
+        if resume:
+            self._load_state()
+        else:
+            torch.manual_seed(self.seed)
+            self._generator.manual_seed(self.seed)
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        warmup_steps = self.kl_warmup_epochs * steps_per_epoch
+        for callback in self.callbacks:
+            callback(self)
+        started = time.perf_counter()
+        while self.epoch < self.max_epochs and not self._should_stop(valid):
+            if self.max_seconds is not None and time.perf_counter() - started > self.max_seconds:
+                break
+            start = time.perf_counter()
+            record = self._train_epoch(data, warmup_steps, steps_per_epoch)
+            if valid is not None:
+                # validation needs an ELBO-like record (.elbo, .log_px_z, .kl) and a VAE-like model
+                objective = cast(Callable[..., ELBOTerms], self.objective)
+                scores = evaluate(cast(VAE, self.model), valid, self.eval_batch_size, objective)
+                record.update(_prefixed("valid", scores))
+            if self.validate is not None:
+                record["valid_score"] = self.validate(self.model)
+            if self.epoch_metrics is not None:
+                record.update(self.epoch_metrics(self.model))
+            record["seconds"] = time.perf_counter() - start
+            self.epoch += 1
+            for optimizer in self.optimizers:
+                for group in optimizer.param_groups:
+                    group["lr"] *= self.lr_decay
+            self._end_epoch(record)
+        if self._best_state is not None:
+            self.model.load_state_dict(self._best_state)
+        self.model.eval()
+        return self.history
+
+    def _train_epoch(self, data: Batch, warmup_steps: int, steps: int) -> dict[str, Any]:
+        self.model.train()
+        device = device_of(self.model)
+        sums: dict[str, torch.Tensor] = {}  # float64 sums on the device: no sync per step
+        counts: dict[str, int] = {}
+        beta = self.beta
+        bar = tqdm(
+            total=steps,
+            desc=f"epoch {self.epoch + 1}",
+            leave=False,
+            disable=None if self.progress else True,  # None: no bar when not a terminal
+        )
+        for batch in self.sampler.epoch(data, self._generator):
+            batch = tuple(part.to(device, non_blocking=True) for part in batch)
+            beta = self.beta * linear_warmup(self.step, warmup_steps)
+            terms = self.objective(self.model, *batch, beta=beta)
+            loss = terms.loss
+            if not torch.isfinite(loss):
+                bar.close()
+                self._diverged(terms)
+            for optimizer in self.optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+            for optimizer in self.optimizers:
+                optimizer.step()
+            self.step += 1
+            for callback in self.callbacks:
+                callback(self)
+            with torch.no_grad():
+                for name, value in terms.per_example().items():
+                    sums[name] = sums.get(name, 0.0) + value.detach().double().sum()
+                    counts[name] = counts.get(name, 0) + value.numel()
+            bar.update()
+            if self.progress and self.step % 10 == 0:
+                shown = list(terms.per_example().items())[:3]
+                bar.set_postfix({k: f"{v.mean():.2f}" for k, v in shown if v.numel()})
+        bar.close()
+        record: dict[str, Any] = {
+            "epoch": self.epoch + 1,
+            "step": self.step,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "beta": beta,
+        }
+        for name, total in sums.items():
+            record[f"train_{name}"] = float(total) / counts[name] if counts[name] else None
+        return record
+
+    def _should_stop(self, valid: torch.Tensor | None) -> bool:
+        has_valid = valid is not None or self.validate is not None
+        return has_valid and self.patience is not None and self.bad_epochs >= self.patience
+
+    def _end_epoch(self, record: dict[str, Any]) -> None:
+        key = "valid_score" if "valid_score" in record else "valid_elbo"
+        has_valid = key in record
+        improved = not has_valid or record[key] > self.best_valid
+        if has_valid and improved:
+            self.best_valid = record[key]
+        self.bad_epochs = 0 if improved else self.bad_epochs + 1
+        # Without validation the best model is the last one: no copy to keep.
+        if not has_valid:
+            self._best_state = None
+        elif improved:
+            self._best_state = copy.deepcopy(self.model.state_dict())
+        self.history.append(record)
+        if self.progress:
+            shown = {
+                k: v
+                for k, v in record.items()
+                if k.startswith(("train_", "valid_")) and isinstance(v, float)
+            }
+            tqdm.write(
+                f"epoch {record['epoch']:>4}  "
+                + "  ".join(f"{k} {v:9.3f}" for k, v in shown.items())
+                + ("  *" if improved and has_valid else "")
+            )
+        if self.run_dir is not None:
+            self._save_state(improved)
+
+    def _diverged(self, terms: Terms) -> None:
+        values = terms.per_example()
+        descriptions: dict[str, str] = getattr(terms, "descriptions", {})
+        bad = [
+            text
+            for name, text in descriptions.items()
+            if name in values and not bool(torch.isfinite(values[name]).all())
+        ]
+        value = terms.loss.item()
+        if self.run_dir is not None and (self.run_dir / "last.safetensors").exists():
+            kept = f"the last good checkpoint is {self.run_dir / 'last.safetensors'}"
+        else:
+            kept = "no checkpoint was written yet"
+        raise TrainingDiverged(
+            f"the {bad[0] if bad else 'objective'} became {value} at epoch {self.epoch + 1}, "
+            f"step {self.step + 1}; {kept} (epoch {self.epoch}), and the model in memory still "
+            "has the parameters from before this step. Try a lower learning rate, "
+            "clip_grad_norm, KL warm-up, or a likelihood whose scale is bounded."
+        )
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def _save_state(self, improved: bool) -> None:
+        assert self.run_dir is not None
+        save_weights(self.model, self.run_dir / "last.safetensors")
+        if improved:
+            save_weights(self.model, self.run_dir / "model.safetensors")
+        tensors: dict[str, torch.Tensor] = {}
+        state: dict[str, Any] = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_valid": self.best_valid if math.isfinite(self.best_valid) else None,
+            "bad_epochs": self.bad_epochs,
+        }
+        for name, optimizer in zip(_OPTIMIZER_NAMES, self.optimizers, strict=False):
+            slots, state[name] = optimizer_to_files(optimizer)
+            tensors.update({f"{name}.{k}": v for k, v in slots.items()})
+        tensors.update({f"sampler.{k}": v for k, v in self.sampler.state_dict().items()})
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.shuffle"] = self._generator.get_state()
+        save_tensors(tensors, self.run_dir / "trainer.safetensors")
+        state["history"] = self.history
+        save_json(state, self.run_dir / "trainer.json")
+        lines = "".join(json.dumps(record) + "\n" for record in self.history)
+        (self.run_dir / "metrics.jsonl").write_text(lines)
+
+    def _load_state(self) -> None:
+        if self.run_dir is None:
+            raise ValueError("resume=True needs the run_dir the interrupted run wrote to")
+        state = load_json(self.run_dir / "trainer.json")
+        tensors = load_tensors(self.run_dir / "trainer.safetensors")
+        load_weights(self.model, self.run_dir / "last.safetensors")
+        for name, optimizer in zip(_OPTIMIZER_NAMES, self.optimizers, strict=False):
+            optimizer_from_files(optimizer, _section(tensors, name), state[name])
+        self.sampler.load_state_dict(_section(tensors, "sampler"))
+        if (self.run_dir / "model.safetensors").exists():
+            self._best_state = load_tensors(self.run_dir / "model.safetensors")
+        torch.set_rng_state(tensors["rng.torch"])
+        self._generator.set_state(tensors["rng.shuffle"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.bad_epochs, self.history = state["bad_epochs"], state["history"]
+        best_valid = state["best_valid"]
+        self.best_valid = -math.inf if best_valid is None else best_valid
+
+
+def _optimizers(
+    model: nn.Module, factory: OptimizerFactory, lr: float, sparse_lr: float | None
+) -> list[torch.optim.Optimizer]:
+    """``factory`` over the dense parameters; SparseAdam over sparse per-example tables."""
+    sparse = [
+        parameter
+        for module in model.modules()
+        if isinstance(module, nn.Embedding) and module.sparse
+        for parameter in module.parameters()
+    ]
+    dense = [p for p in model.parameters() if all(p is not s for s in sparse)]
+    optimizers = [factory(dense, lr=lr)]
+    if sparse:
+        optimizers.append(torch.optim.SparseAdam(sparse, lr=sparse_lr or lr))
+    return optimizers
+
+
+def _section(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    return {k.removeprefix(f"{name}."): v for k, v in tensors.items() if k.startswith(f"{name}.")}
+
+
+def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}_{k}": v for k, v in values.items()}

@@ -1,0 +1,1 @@
+"""Figures (matplotlib imported lazily) and the self-contained HTML report of a run."""
