@@ -24,6 +24,7 @@ from aevb import (
     LaplaceHead,
     LearnedNormalPrior,
     MixturePrior,
+    NegativeBinomialHead,
     NormalHead,
     StandardNormalPrior,
     VampPrior,
@@ -109,6 +110,12 @@ def _categorical(head: nn.Module, h: torch.Tensor):
     return log_pmf, mean, var
 
 
+def _negative_binomial(head: nn.Module, h: torch.Tensor):
+    r = softplus(affine(head.raw_total_count, h)) + head.min_count
+    p = special.expit(-affine(head.logits, h))  # scipy's p: the failure probability in torch
+    return (lambda x: stats.nbinom.logpmf(x, r, p)), stats.nbinom.mean(r, p), stats.nbinom.var(r, p)
+
+
 HEADS = [
     HeadCase(
         "bernoulli",
@@ -135,6 +142,12 @@ HEADS = [
         functools.partial(CategoricalHead, num_categories=7),
         lambda rng, shape: rng.integers(0, 7, shape).astype(float),
         _categorical,
+    ),
+    HeadCase(
+        "negative-binomial",
+        NegativeBinomialHead,
+        lambda rng, shape: rng.negative_binomial(2, 0.3, shape).astype(float),
+        _negative_binomial,
     ),
 ]
 

@@ -37,14 +37,8 @@ from ..training.recipes import m2_objective, validation_error
 from ..training.samplers import BatchSampler, LabelledMix, Shuffled
 from ..training.trainer import Objective
 from ..viz.report import SNAPSHOTS, draw_figures, draw_label_figures, spread_subset, write_report
-from .config import (
-    RunConfig,
-    build_model,
-    build_semi_supervised,
-    build_trainer,
-    config_from_dict,
-    config_to_dict,
-)
+from .build import build_model, build_semi_supervised, build_trainer
+from .config import RunConfig, config_from_dict, config_to_dict
 
 SNAPSHOT_POINTS = 500  # examples whose posterior means are recorded during training
 

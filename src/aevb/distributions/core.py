@@ -229,6 +229,11 @@ def support_fix(support: constraints.Constraint) -> str:
         )
     if support is constraints.unit_interval:
         return "this likelihood needs values in [0, 1]: divide by the largest possible value"
+    if support is constraints.nonnegative_integer:
+        return (
+            "this likelihood needs counts 0, 1, 2, ...: give raw counts (not scaled ones), "
+            "or use a real-valued likelihood (normal, laplace)"
+        )
     if isinstance(support, constraints.integer_interval):
         return (
             f"this likelihood needs integers {support.lower_bound}..{support.upper_bound}: "

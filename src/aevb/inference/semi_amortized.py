@@ -38,16 +38,20 @@ def semi_amortized_elbo(
     """
     qz = model.encode(x)
     loc, scale = _loc_and_scale(qz)
+    # Under no_grad (validation, evaluation) the steps still need gradients with respect to λ,
+    # but nothing is unrolled.
+    through = differentiable and torch.is_grad_enabled()
     lam = [loc, scale.log()]
-    if not differentiable:
+    if not through:
         lam = [t.detach().requires_grad_(True) for t in lam]
-    for _ in range(steps):
-        q_step = Independent(Normal(lam[0], lam[1].exp(), validate_args=False), 1)
-        value = elbo(_WithPosterior(model, q_step), x).elbo.sum()
-        grads = torch.autograd.grad(value, lam, create_graph=differentiable)
-        lam = [t + lr * g for t, g in zip(lam, grads, strict=True)]
-        if not differentiable:
-            lam = [t.detach().requires_grad_(True) for t in lam]
+    with torch.enable_grad():
+        for _ in range(steps):
+            q_step = Independent(Normal(lam[0], lam[1].exp(), validate_args=False), 1)
+            value = elbo(_WithPosterior(model, q_step), x).elbo.sum()
+            grads = torch.autograd.grad(value, lam, create_graph=through)
+            lam = [t + lr * g for t, g in zip(lam, grads, strict=True)]
+            if not through:
+                lam = [t.detach().requires_grad_(True) for t in lam]
     refined = Independent(Normal(lam[0], lam[1].exp(), validate_args=False), 1)
     terms = elbo(_WithPosterior(model, refined), x, beta=beta)
     if differentiable:

@@ -9,6 +9,7 @@ from .heads import (
     ContinuousBernoulliHead,
     FullCovarianceNormalHead,
     LaplaceHead,
+    NegativeBinomialHead,
     NormalHead,
 )
 from .per_example import PerExampleVAE
@@ -28,6 +29,7 @@ __all__ = [
     "LearnedNormalPrior",
     "M1Features",
     "MixturePrior",
+    "NegativeBinomialHead",
     "NormalHead",
     "PerExampleVAE",
     "PlanarFlowHead",

@@ -30,6 +30,7 @@ from torch.distributions import (
     Independent,
     Laplace,
     MultivariateNormal,
+    NegativeBinomial,
     Normal,
 )
 
@@ -117,6 +118,26 @@ class LaplaceHead(nn.Module):
     def forward(self, h: torch.Tensor) -> Distribution:
         scale = _positive(self.raw_scale(h), self.min_scale)
         return Independent(Laplace(self.loc(h), scale, validate_args=False), 1)
+
+
+class NegativeBinomialHead(nn.Module):
+    """p(x|h) = prod_d NegativeBinomial(x_d; r(h)_d, logits(h)_d), for over-dispersed counts.
+
+    In torch's parameterization the mean is ``r exp(logits)`` and the variance
+    ``mean + mean^2 / r``: a count likelihood whose variance exceeds the Poisson's, as gene
+    counts need (Lopez et al. 2018, scVI). ``r`` (``total_count``) is softplus + ``min_count``.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, min_count: float = 1e-3) -> None:
+        super().__init__()
+        self.in_dim, self.out_dim, self.min_count = in_dim, out_dim, min_count
+        self.logits = nn.Linear(in_dim, out_dim)
+        self.raw_total_count = nn.Linear(in_dim, out_dim)
+
+    def forward(self, h: torch.Tensor) -> Distribution:
+        total_count = _positive(self.raw_total_count(h), self.min_count)
+        nb = NegativeBinomial(total_count, logits=self.logits(h), validate_args=False)
+        return Independent(nb, 1)
 
 
 class CategoricalHead(nn.Module):
