@@ -80,3 +80,10 @@ def test_config_file_example_is_a_valid_config(tmp_path: Path) -> None:
     (tmp_path / "run.toml").write_text(block)
     config = load_config(tmp_path / "run.toml")
     assert config.model.kind == "vae" and config.train.alpha == 1.0
+
+
+def test_one_trainer_example_runs(tmp_path: Path) -> None:
+    lines = _run_blocks(tmp_path, "sampler=LabelledMix")
+    error, train_elbo = map(float, lines[-1].split())
+    assert error < 0.3  # 50 labels, 20 epochs
+    assert -40 < train_elbo < 0  # nats per binary 8x8 digit, a q_i per digit

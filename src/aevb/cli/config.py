@@ -71,7 +71,7 @@ class ModelConfig:
     """An MLP encoder and decoder with heads; ``likelihood`` names the decoder's head.
 
     ``kind`` is ``vae``, ``m2`` (semi-supervised, labels partly observed) or ``cvae``
-    (conditional VAE, every label observed); see :mod:`aevb.semisupervised`.
+    (conditional VAE, every label observed); see :mod:`aevb.models.semisupervised`.
     """
 
     kind: str = "vae"

@@ -3,7 +3,7 @@
 A run folder holds ``config.json`` (the validated config: ``aevb train --config`` accepts it),
 ``run.json`` (data facts and final metrics), the checkpoints and ``metrics.jsonl`` written by
 :class:`aevb.Trainer`, ``snapshots.safetensors`` (posterior means during training), the
-figures of :mod:`aevb.report` and ``report.html``.
+figures of :mod:`aevb.viz.report` and ``report.html``.
 """
 
 from __future__ import annotations

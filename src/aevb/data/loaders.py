@@ -1,7 +1,7 @@
 """Data: loaders returning tensors, splitting, and checks that fail early with a fix.
 
 Formats: ``.npy``, ``.npz``, CSV, MNIST IDX (``*-ubyte`` / ``*-ubyte.gz``) and Larochelle's
-``.amat`` text. Named datasets (see :mod:`aevb.datasets`):
+``.amat`` text. Named datasets (see :mod:`aevb.data.datasets`):
 
 - ``digits``: scikit-learn's 1,797 8x8 handwritten digits, grey levels scaled to [0, 1];
 - ``digits-binary``: the same, binarized at half intensity;

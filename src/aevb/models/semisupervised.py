@@ -313,7 +313,7 @@ def mlp_m2(
     """M2 (or, with ``classifier=False``, a conditional VAE) from MLPs.
 
     The encoder q(z|x,y) and decoder p(x|y,z) see the label as a one-hot code concatenated to
-    their input (:class:`aevb.networks.LabelConditionedMLP`); the classifier q(y|x) is an MLP
+    their input (:class:`aevb.nn.LabelConditionedMLP`); the classifier q(y|x) is an MLP
     of the same widths. The defaults are the paper's MNIST setting: one hidden layer of 500
     softplus units, 50 latent dimensions.
 

@@ -95,7 +95,7 @@ def check_data(model: Any, x: torch.Tensor) -> None:
     The message names the first offending entry and how to fix the data or the model.
     """
     px = model.decode(model.prior().sample((1,)))
-    # Likelihoods over rows with holes (aevb.families.Columns) skip NaN entries.
+    # Likelihoods over rows with holes (aevb.distributions.columns.Columns) skip NaN entries.
     check_finite(x, allow_missing=getattr(px, "handles_missing", False))
     if tuple(x.shape[1:]) != tuple(px.event_shape) or x.ndim < 2:
         raise DataError(

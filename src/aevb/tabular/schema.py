@@ -42,7 +42,7 @@ class ColumnSpec:
 
     Attributes:
         name: the column's name in the table.
-        family: a key of :data:`aevb.families.FAMILIES`.
+        family: a key of :data:`aevb.distributions.columns.FAMILIES`.
         dtype: the column's pandas dtype, restored on output.
         categories: the labels of a categorical column, in code order.
         loc, scale: the column is modelled as ``(x - loc) / scale``.

@@ -220,7 +220,7 @@ class TabularVAE:
                 imputation), returned as a list of tables.
             num_samples: proposals from q(z|x_obs) for importance weighting (or resampling).
             importance: weight proposals by p(x_obs, z) / q(z|x_obs) (see
-                :mod:`aevb.imputation`); ``False`` trusts q(z|x_obs) as the posterior.
+                :mod:`aevb.tabular.imputation`); ``False`` trusts q(z|x_obs) as the posterior.
             seed: seeds the draws.
         """
         schema, model = self._fitted()

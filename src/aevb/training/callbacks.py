@@ -20,7 +20,7 @@ class LatentSnapshots:
     """Posterior means E_q[z|x] of fixed data every ``every`` steps: a training callback.
 
     Shows how q(z|x) moves from the prior blob to separated clusters during training
-    (seed 003); :func:`aevb.plots.animate_latent` turns the snapshots into a GIF.
+    (seed 003); :func:`aevb.viz.plots.animate_latent` turns the snapshots into a GIF.
 
     Args:
         x: ``(n, *event)`` data to encode at each snapshot (a few hundred examples suffice).

@@ -91,7 +91,7 @@ class Trainer:
         validate: ``validate(model) -> float``, a score to maximize computed after every
             epoch (recorded as ``valid_score``); when given, it replaces the validation
             bound for early stopping and model selection (e.g. the predictive likelihood of
-            held-out table entries, :func:`aevb.imputation.heldout_log_likelihood`).
+            held-out table entries, :func:`aevb.tabular.imputation.heldout_log_likelihood`).
         epoch_metrics: ``epoch_metrics(model) -> {name: value}``, recorded after every epoch
             but not used to select the model (e.g. M2's validation error).
 
