@@ -8,6 +8,7 @@ that starts from the folder with other initial weights and other global random s
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -29,6 +30,7 @@ from aevb import (
     PerExampleVAE,
     Shuffled,
     Trainer,
+    TrainingDiverged,
     elbo,
     iwae_bound,
     labelled_subset,
@@ -200,3 +202,19 @@ def test_a_killed_m2_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
     assert all(torch.equal(first[name], second[name]) for name in first)
     facts = json.loads((out / "run.json").read_text())
     assert facts["epochs_trained"] == 6 and "test_error" in facts
+
+
+def test_the_nan_guard_names_the_m2_term(digits, tmp_path: Path) -> None:
+    """The one NaN guard serves every objective: it names the M2 term that broke."""
+    torch.manual_seed(0)
+    model, options, train, _ = _m2(digits)
+    objective = options.pop("objective")
+
+    def poisoned(model: nn.Module, *batch: torch.Tensor, beta: float):
+        terms = objective(model, *batch, beta=beta)
+        nan = terms.unlabelled * float("nan")
+        return dataclasses.replace(terms, unlabelled=nan, surrogate=terms.surrogate + nan.sum())
+
+    trainer = Trainer(model, objective=poisoned, run_dir=tmp_path, progress=False, **options)
+    with pytest.raises(TrainingDiverged, match=r"unlabelled bound U\(x\) became nan at epoch 1"):
+        trainer.fit(train)

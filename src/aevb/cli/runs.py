@@ -148,7 +148,7 @@ def train_run(
     snapshots = _snapshots(config, plan.model, train, valid, out, resume)
     if snapshots is not None:
         trainer.callbacks.append(snapshots[0])
-    trainer.fit(plan.train[0] if len(plan.train) == 1 else plan.train, plan.valid, resume=resume)
+    trainer.fit(plan.train, plan.valid, resume=resume)
     if snapshots is not None:
         snapshots[0].record(cast(VAE, plan.model), trainer.step)
         snapshots[0].save(out / SNAPSHOTS, labels=snapshots[1].y)
@@ -167,7 +167,6 @@ def _plan(config: RunConfig, train: Dataset, valid: Dataset, test: Dataset, resu
     if config.model.kind != "vae":
         return _semi_supervised_plan(config, train, valid, _num_classes(train, valid, test))
     model = build_model(config.model, train.x.shape[1])
-    model.check_data(train.x)
     if config.model.pseudo_inputs == "data" and isinstance(model.prior, VampPrior):
         model.prior.initialize_from(train.x)
     if config.train.init_from and not resume:

@@ -1,7 +1,7 @@
 """Filling missing entries from p(x_miss | x_obs), for models whose likelihood masks NaN.
 
-With a likelihood that skips missing entries (:class:`aevb.distributions.columns.Columns`) and an encoder
-that sees which entries are missing (:class:`aevb.nn.MaskedInput`),
+With a likelihood that skips missing entries (:class:`aevb.distributions.columns.Columns`)
+and an encoder that sees which entries are missing (:class:`aevb.nn.MaskedInput`),
 
     p(x_miss | x_obs) = E_{p(z|x_obs)}[p(x_miss | z)],
 
