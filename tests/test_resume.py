@@ -218,3 +218,28 @@ def test_the_nan_guard_names_the_m2_term(digits, tmp_path: Path) -> None:
     trainer = Trainer(model, objective=poisoned, run_dir=tmp_path, progress=False, **options)
     with pytest.raises(TrainingDiverged, match=r"unlabelled bound U\(x\) became nan at epoch 1"):
         trainer.fit(train)
+
+
+def test_a_torn_checkpoint_still_resumes_exactly(digits, tmp_path: Path) -> None:
+    """A kill between the checkpoint's files (weights of epoch 3, resume state of epoch 2):
+    resume reads only ``trainer.safetensors``, one atomically replaced file."""
+    straight, _ = _fit("vae", digits, tmp_path / "straight", EPOCHS, seed=0)
+    run = tmp_path / "torn"
+    _fit("vae", digits, run, STOP, seed=0)
+    state = (run / "trainer.safetensors").read_bytes()
+    _fit("vae", digits, run, STOP + 1, seed=0, resume=True)
+    (run / "trainer.safetensors").write_bytes(state)  # as if killed before it was replaced
+    resumed, _ = _fit("vae", digits, run, EPOCHS, seed=5, resume=True)
+    first, second = straight.state_dict(), resumed.state_dict()
+    assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_mean_field_with_gradient_clipping_and_no_validation_set(digits) -> None:
+    """Clipping reaches the dense parameters only (sparse per-example rows are apart);
+    validation by the objective is refused where the objective needs example indices."""
+    torch.manual_seed(0)
+    model, options, x, _ = _mean_field(digits)
+    trainer = Trainer(model, max_epochs=2, clip_grad_norm=1.0, progress=False, **options)
+    assert len(trainer.fit(x)) == 2
+    with pytest.raises(ValueError, match="epoch_metrics= or validate="):
+        trainer.fit(x, digits["valid"])

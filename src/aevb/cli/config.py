@@ -1,8 +1,10 @@
-"""Run configuration: the one place where names in a config become classes.
+"""Run configuration: options read, validated and saved; the registries of names.
 
 The library takes keyword arguments; the command line reads a TOML file and flags into a
-validated :class:`RunConfig` (unknown keys and wrong types are errors), saves it as
-``config.json`` beside every checkpoint, and builds the model and trainer from it.
+validated :class:`RunConfig` (unknown keys and wrong types are errors) and saves it as
+``config.json`` beside every checkpoint. The registries here (``LIKELIHOODS``, ``PRIORS``,
+...) map names to parts; :mod:`aevb.cli.build` turns a config into the model, objective and
+trainer.
 
 A config file has three sections and a seed, e.g.::
 

@@ -32,7 +32,13 @@ from ..models.semisupervised import (
 )
 from ..models.vae import VAE
 from ..training.callbacks import LatentSnapshots
-from ..training.checkpoint import load_json, load_weights, save_json
+from ..training.checkpoint import (
+    load_json,
+    load_state_into,
+    load_tensors,
+    load_weights,
+    save_json,
+)
 from ..training.recipes import m2_objective, validation_error
 from ..training.samplers import BatchSampler, LabelledMix, Shuffled
 from ..training.trainer import Objective
@@ -167,6 +173,7 @@ def _plan(config: RunConfig, train: Dataset, valid: Dataset, test: Dataset, resu
     if config.model.kind != "vae":
         return _semi_supervised_plan(config, train, valid, _num_classes(train, valid, test))
     model = build_model(config.model, train.x.shape[1])
+    model.check_data(train.x)  # before the pseudo-inputs draw from the same random stream
     if config.model.pseudo_inputs == "data" and isinstance(model.prior, VampPrior):
         model.prior.initialize_from(train.x)
     if config.train.init_from and not resume:
@@ -310,11 +317,12 @@ def load_run(path: str | Path, *, checkpoint: str = "model.safetensors") -> Run:
             features = _m1_features(config)
             dim, classes = facts["feature_dim"], facts["num_classes"]
             model = build_semi_supervised(config.model, dim, classes, features)
+    state = load_tensors(path / checkpoint)
     saved: torch.nn.Module = model
-    if config.train.inference == "mean-field" and isinstance(model, VAE):
-        # the checkpoint holds the decoder, the prior and the q_i of the training examples
+    if "loc.weight" in state and isinstance(model, VAE):
+        # mean-field: the decoder, the prior and the q_i of the training examples
         saved = PerExampleVAE(model.decoder, model.prior, int(facts["num_train"]))
-    load_weights(saved, path / checkpoint)
+    load_state_into(saved, state, path / checkpoint)
     model.eval()
     shape = tuple(facts["image_shape"]) if facts.get("image_shape") else None
     return Run(path, config, model, shape, facts)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -27,7 +27,13 @@ def save_weights(model: nn.Module, path: str | Path) -> None:
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load weights saved by :func:`save_weights` into ``model``, checking names and shapes."""
-    state = load_tensors(path)
+    return load_state_into(model, load_tensors(path), path)
+
+
+def load_state_into(
+    model: nn.Module, state: dict[str, torch.Tensor], path: str | Path
+) -> nn.Module:
+    """``model.load_state_dict(state)`` with a clear error naming ``path`` when it does not fit."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -51,11 +57,20 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     return model
 
 
-def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+def save_tensors(
+    tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
+) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp))
+    save_file(tensors, str(tmp), metadata=metadata)
     os.replace(tmp, path)
+
+
+def load_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a safetensors file written by :func:`save_tensors`."""
+    load_tensors(path)  # the same checks and messages for a missing or corrupt file
+    with safe_open(str(path), framework="pt") as file:
+        return dict(file.metadata() or {})
 
 
 def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:

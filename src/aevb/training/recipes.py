@@ -21,6 +21,7 @@ from ..inference.semisupervised import semi_supervised_objective
 from ..models.per_example import PerExampleVAE
 from ..models.semisupervised import UNLABELLED, SemiSupervisedVAE, error_rate
 from ..models.vae import VAE
+from ..nn.utils import device_of
 from .samplers import LabelledMix, Shuffled
 from .trainer import Trainer
 
@@ -113,7 +114,8 @@ def validation_error(x: torch.Tensor, y: torch.Tensor) -> Any:
     def metrics(model: SemiSupervisedVAE) -> dict[str, float]:
         if model.classifier is None:
             return {}
-        return {"valid_error": error_rate(model, x, y)}
+        device = device_of(model)
+        return {"valid_error": error_rate(model, x.to(device), y.to(device))}
 
     return metrics
 

@@ -94,6 +94,7 @@ class LabelledMix:
 
     def epoch(self, data: Batch, generator: torch.Generator) -> Iterator[Batch]:
         x, y = data
+        y = y.cpu()  # row indices live on the CPU, like the saved cycle
         labelled = (y != UNLABELLED).nonzero().flatten()
         unlabelled = (y == UNLABELLED).nonzero().flatten()
         passing = unlabelled if len(unlabelled) else labelled

@@ -42,6 +42,8 @@ from ..models.vae import VAE
 from ..nn.utils import device_of
 from .checkpoint import (
     load_json,
+    load_metadata,
+    load_state_into,
     load_tensors,
     load_weights,
     optimizer_from_files,
@@ -171,6 +173,12 @@ class Trainer:
             TrainingDiverged: a term became NaN/inf; the last good checkpoint is kept.
         """
         data = train if isinstance(train, tuple) else (train,)
+        if valid is not None and (len(data) > 1 or getattr(self.sampler, "with_index", False)):
+            raise ValueError(
+                "valid= is scored by the objective on x alone (ELBO, IWAE); this objective "
+                "needs labels or example indices: pass epoch_metrics= or validate= instead "
+                "(e.g. aevb.training.recipes.validation_error(x, y) for M2)"
+            )
         check_data = getattr(self.model, "check_data", None)
         if check_data is not None:
             check_data(*data)
@@ -198,6 +206,7 @@ class Trainer:
                 objective = cast(Callable[..., ELBOTerms], self.objective)
                 scores = evaluate(cast(VAE, self.model), valid, self.eval_batch_size, objective)
                 record.update(_prefixed("valid", scores))
+            self.model.eval()
             if self.validate is not None:
                 record["valid_score"] = self.validate(self.model)
             if self.epoch_metrics is not None:
@@ -236,8 +245,9 @@ class Trainer:
             for optimizer in self.optimizers:
                 optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if self.clip_grad_norm is not None:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+            if self.clip_grad_norm is not None:  # dense parameters: per-example rows are apart
+                dense = [p for group in self.optimizer.param_groups for p in group["params"]]
+                nn.utils.clip_grad_norm_(dense, self.clip_grad_norm)
             for optimizer in self.optimizers:
                 optimizer.step()
             self.step += 1
@@ -316,11 +326,17 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------
 
     def _save_state(self, improved: bool) -> None:
+        """Write the checkpoint. Everything resume reads (weights, optimizers, sampler, random
+        states, counters) goes into one file, ``trainer.safetensors``, replaced atomically, so
+        a kill between files cannot pair one epoch's weights with another's state; the other
+        files are for people and for :func:`aevb.load_run`."""
         assert self.run_dir is not None
         save_weights(self.model, self.run_dir / "last.safetensors")
         if improved:
             save_weights(self.model, self.run_dir / "model.safetensors")
-        tensors: dict[str, torch.Tensor] = {}
+        tensors = {
+            f"model.{k}": v.detach().contiguous() for k, v in self.model.state_dict().items()
+        }
         state: dict[str, Any] = {
             "epoch": self.epoch,
             "step": self.step,
@@ -333,8 +349,11 @@ class Trainer:
         tensors.update({f"sampler.{k}": v for k, v in self.sampler.state_dict().items()})
         tensors["rng.torch"] = torch.get_rng_state()
         tensors["rng.shuffle"] = self._generator.get_state()
-        save_tensors(tensors, self.run_dir / "trainer.safetensors")
+        if torch.cuda.is_initialized():
+            for i, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"rng.cuda.{i}"] = cuda_state
         state["history"] = self.history
+        save_tensors(tensors, self.run_dir / "trainer.safetensors", {"state": json.dumps(state)})
         save_json(state, self.run_dir / "trainer.json")
         lines = "".join(json.dumps(record) + "\n" for record in self.history)
         (self.run_dir / "metrics.jsonl").write_text(lines)
@@ -342,9 +361,14 @@ class Trainer:
     def _load_state(self) -> None:
         if self.run_dir is None:
             raise ValueError("resume=True needs the run_dir the interrupted run wrote to")
-        state = load_json(self.run_dir / "trainer.json")
-        tensors = load_tensors(self.run_dir / "trainer.safetensors")
-        load_weights(self.model, self.run_dir / "last.safetensors")
+        path = self.run_dir / "trainer.safetensors"
+        tensors, metadata = load_tensors(path), load_metadata(path)
+        if "state" in metadata:
+            state = json.loads(metadata["state"])
+            load_state_into(self.model, _section(tensors, "model"), path)
+        else:  # a run folder written before the state moved into one file
+            state = load_json(self.run_dir / "trainer.json")
+            load_weights(self.model, self.run_dir / "last.safetensors")
         for name, optimizer in zip(_OPTIMIZER_NAMES, self.optimizers, strict=False):
             optimizer_from_files(optimizer, _section(tensors, name), state[name])
         self.sampler.load_state_dict(_section(tensors, "sampler"))
@@ -352,6 +376,9 @@ class Trainer:
             self._best_state = load_tensors(self.run_dir / "model.safetensors")
         torch.set_rng_state(tensors["rng.torch"])
         self._generator.set_state(tensors["rng.shuffle"])
+        cuda_states = [v for k, v in sorted(tensors.items()) if k.startswith("rng.cuda.")]
+        if cuda_states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda_states)
         self.epoch, self.step = state["epoch"], state["step"]
         self.bad_epochs, self.history = state["bad_epochs"], state["history"]
         best_valid = state["best_valid"]
