@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from aevb import DataError, load_dataset, mlp_vae, split
-from aevb.cli.build import build_model
-from aevb.cli.config import LIKELIHOODS, ModelConfig
+from aevb.cli.build import LIKELIHOODS, build_model
+from aevb.cli.config import ModelConfig
 from aevb.data.loaders import load_array
 
 

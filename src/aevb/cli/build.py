@@ -1,4 +1,7 @@
-"""Names in a :class:`RunConfig` turned into objects: the model, the objective, the Trainer."""
+"""Names in a :class:`RunConfig` turned into objects: the model, the objective, the Trainer.
+
+The registries map each name that :mod:`aevb.cli.config` accepts to its part.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +10,59 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..errors import ConfigError
 from ..inference.objectives import elbo, iwae_bound
 from ..inference.semi_amortized import semi_amortized_elbo
+from ..models.flows import PlanarFlowHead
+from ..models.heads import (
+    BernoulliHead,
+    CategoricalHead,
+    ContinuousBernoulliHead,
+    FullCovarianceNormalHead,
+    LaplaceHead,
+    NegativeBinomialHead,
+    NormalHead,
+)
+from ..models.priors import LearnedNormalPrior, MixturePrior, StandardNormalPrior, VampPrior
 from ..models.semisupervised import SemiSupervisedVAE, mlp_m2
 from ..models.vae import VAE, mlp_vae
 from ..nn.mlp import ACTIVATIONS
 from ..training.samplers import BatchSampler
 from ..training.trainer import Objective, Trainer
-from .config import (
-    LIKELIHOODS,
-    OPTIMIZERS,
-    POSTERIORS,
-    PRIORS,
-    ModelConfig,
-    RunConfig,
-    TrainConfig,
-)
+from .config import ModelConfig, RunConfig, TrainConfig
+
+LIKELIHOODS: dict[str, Callable[[ModelConfig], Callable[[int, int], nn.Module]]] = {
+    "bernoulli": lambda c: BernoulliHead,
+    "continuous-bernoulli": lambda c: ContinuousBernoulliHead,
+    "normal": lambda c: NormalHead,
+    "normal-fixed": lambda c: functools.partial(NormalHead, scale=c.likelihood_scale),
+    "laplace": lambda c: LaplaceHead,
+    "negative-binomial": lambda c: NegativeBinomialHead,
+    "categorical": lambda c: functools.partial(CategoricalHead, num_categories=c.num_categories),
+}
+# (config, data_dim, encoder) -> prior
+PRIORS: dict[str, Callable[[ModelConfig, int, nn.Module], nn.Module]] = {
+    "standard-normal": lambda c, d, e: StandardNormalPrior(c.latent_dim),
+    "learned-normal": lambda c, d, e: LearnedNormalPrior(c.latent_dim),
+    "mixture": lambda c, d, e: MixturePrior(c.latent_dim, c.prior_components or 10),
+    "vamp": lambda c, d, e: VampPrior(e, d, c.prior_components or 500),
+}
+OBJECTIVES = {"elbo": elbo, "iwae": iwae_bound}
+POSTERIORS: dict[str, Callable[[int, int], nn.Module]] = {
+    "diagonal": NormalHead,
+    "full": FullCovarianceNormalHead,
+    "planar": PlanarFlowHead,
+}
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "adamax": torch.optim.Adamax,
+    "rmsprop": torch.optim.RMSprop,
+    "sgd": torch.optim.SGD,
+}
 
 
 def build_model(config: ModelConfig, data_dim: int) -> VAE:

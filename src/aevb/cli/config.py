@@ -23,32 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
 from ..errors import ConfigError
-from ..inference.objectives import IWAE_GRADIENTS, elbo, iwae_bound
-from ..models.flows import PlanarFlowHead
-from ..models.heads import (
-    BernoulliHead,
-    CategoricalHead,
-    ContinuousBernoulliHead,
-    FullCovarianceNormalHead,
-    LaplaceHead,
-    NegativeBinomialHead,
-    NormalHead,
-)
-from ..models.priors import LearnedNormalPrior, MixturePrior, StandardNormalPrior, VampPrior
-from ..nn.mlp import ACTIVATIONS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -136,50 +118,91 @@ class RunConfig:
     seed: int = 0
 
 
-LIKELIHOODS: dict[str, Callable[[ModelConfig], Callable[[int, int], nn.Module]]] = {
-    "bernoulli": lambda c: BernoulliHead,
-    "continuous-bernoulli": lambda c: ContinuousBernoulliHead,
-    "normal": lambda c: NormalHead,
-    "normal-fixed": lambda c: functools.partial(NormalHead, scale=c.likelihood_scale),
-    "laplace": lambda c: LaplaceHead,
-    "negative-binomial": lambda c: NegativeBinomialHead,
-    "categorical": lambda c: functools.partial(CategoricalHead, num_categories=c.num_categories),
-}
-# (config, data_dim, encoder) -> prior
-PRIORS: dict[str, Callable[[ModelConfig, int, nn.Module], nn.Module]] = {
-    "standard-normal": lambda c, d, e: StandardNormalPrior(c.latent_dim),
-    "learned-normal": lambda c, d, e: LearnedNormalPrior(c.latent_dim),
-    "mixture": lambda c, d, e: MixturePrior(c.latent_dim, c.prior_components or 10),
-    "vamp": lambda c, d, e: VampPrior(e, d, c.prior_components or 500),
-}
-OBJECTIVES = {"elbo": elbo, "iwae": iwae_bound}
-POSTERIORS: dict[str, Callable[[int, int], nn.Module]] = {
-    "diagonal": NormalHead,
-    "full": FullCovarianceNormalHead,
-    "planar": PlanarFlowHead,
-}
+DATASETS = ("digits", "digits-binary", "binarized-mnist")  # named datasets (aevb.data)
+# The names each choice accepts; cli/build.py maps every name to its part (a test checks that
+# the two agree). Names only here, so that `aevb --help` needs no torch.
+LIKELIHOODS = (
+    "bernoulli",
+    "continuous-bernoulli",
+    "normal",
+    "normal-fixed",
+    "laplace",
+    "negative-binomial",
+    "categorical",
+)
+PRIORS = ("standard-normal", "learned-normal", "mixture", "vamp")
+OBJECTIVES = ("elbo", "iwae")
+POSTERIORS = ("diagonal", "full", "planar")
 INFERENCE = ("amortized", "mean-field")
 KINDS = ("vae", "m2", "cvae")
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "adamax": torch.optim.Adamax,
-    "rmsprop": torch.optim.RMSprop,
-    "sgd": torch.optim.SGD,
-}
-_CHOICES: dict[str, Mapping[str, object]] = {
+OPTIMIZERS = ("adam", "adamw", "adamax", "rmsprop", "sgd")
+ACTIVATIONS = ("relu", "tanh", "softplus", "elu", "gelu", "silu", "leaky_relu")
+IWAE_GRADIENTS = ("standard", "stl", "dreg")
+CHOICES: dict[str, tuple[str, ...]] = {
     "objective": OBJECTIVES,
-    "iwae_gradient": dict.fromkeys(IWAE_GRADIENTS),
+    "iwae_gradient": IWAE_GRADIENTS,
     "likelihood": LIKELIHOODS,
     "prior": PRIORS,
     "optimizer": OPTIMIZERS,
     "activation": ACTIVATIONS,
     "posterior": POSTERIORS,
-    "inference": dict.fromkeys(INFERENCE),
-    "kind": dict.fromkeys(KINDS),
-    "pseudo_inputs": dict.fromkeys(("noise", "data")),
+    "inference": INFERENCE,
+    "kind": KINDS,
+    "pseudo_inputs": ("noise", "data"),
 }
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+# One line per option, for `aevb train --help` (a test checks every option has one).
+HELP = {
+    # [data]
+    "source": "the data: a file (.npy, .npz[:key], .csv, MNIST IDX, .amat) or a named dataset",
+    "binarize": "threshold grey levels into {0, 1} at this value (for bernoulli)",
+    "valid_fraction": "fraction of the rows held out for validation and early stopping",
+    "test_fraction": "fraction of the rows held out for the test metrics",
+    "labels": "m2/cvae: a label column of the CSV or a file with one label per row",
+    "num_labelled": "m2: keep this many training labels, balanced over classes; hide the rest",
+    # [model]
+    "kind": "the model: vae, m2 (semi-supervised, labels partly observed), cvae (conditional)",
+    "m1": "m2/cvae over this VAE run's posterior means (M1+M2; Kingma et al. 2014)",
+    "likelihood": "p(x|z), the decoder's distribution of one datum",
+    "latent_dim": "size of the latent variable z",
+    "hidden_dims": "widths of the encoder's hidden layers, comma-separated (decoder: reversed)",
+    "activation": "activation of the hidden layers",
+    "prior": "p(z): standard normal, learned normal, mixture of Gaussians, VampPrior",
+    "prior_components": "mixture components (10) or VampPrior pseudo-inputs (500)",
+    "pseudo_inputs": "vamp: start the pseudo-inputs at noise or at random training examples",
+    "posterior": "q(z|x): diagonal Gaussian, full-covariance Gaussian, or planar flow",
+    "likelihood_scale": "normal-fixed: the fixed standard deviation of p(x|z)",
+    "num_categories": "categorical: values per dimension (0 .. num_categories - 1)",
+    # [train]
+    "objective": "the bound to maximize: elbo, or iwae with --k samples",
+    "k": "iwae: importance samples per example",
+    "iwae_gradient": "iwae: gradient estimator (dreg: doubly reparameterized, Tucker et al.)",
+    "epochs": "most passes over the training data",
+    "batch_size": "examples per gradient step (m2: unlabelled rows per step)",
+    "lr": "learning rate",
+    "lr_decay": "multiply the learning rate by this after every epoch",
+    "optimizer": "the optimizer of the dense parameters",
+    "patience": "stop after this many epochs without a better validation bound (none: never)",
+    "beta": "weight of the KL term (beta-VAE; 1 is the ELBO)",
+    "kl_warmup_epochs": "ramp the KL weight linearly from 0 to beta over these epochs",
+    "free_bits": "nats per latent dimension below which KL is not penalized",
+    "num_samples": "z samples per example in the ELBO",
+    "analytic_kl": "closed-form KL where one exists (else Monte Carlo)",
+    "stl": "sticking-the-landing gradient (needs --no-analytic-kl)",
+    "clip_grad_norm": "clip the gradient's global norm to this value",
+    "snapshot_every": "steps between recorded posterior means for latent.gif (0: none)",
+    "max_minutes": "stop after the epoch that passes this wall time",
+    "init_from": "a run folder whose model.safetensors starts training",
+    "inference": "amortized (an encoder) or mean-field (a free q_i per training example)",
+    "local_lr": "mean-field: learning rate of the per-example parameters (SparseAdam)",
+    "refine_steps": "semi-amortized training: gradient steps on q from the encoder's output",
+    "refine_lr": "semi-amortized: step size of those steps",
+    "refine_differentiable": "semi-amortized: train the encoder through the steps (SA-VAE)",
+    "alpha": "m2: weight of log q(y|x) on labelled rows (the paper's alpha / N)",
+    "labelled_per_batch": "m2: labelled rows added to every minibatch",
+}
 
 
 # -- reading and validating -----------------------------------------------------------------
@@ -250,10 +273,12 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     _reject_unknown(values, _fields(cls), where)
     hints = typing.get_type_hints(cls)
     kwargs = {k: _coerce(v, hints[k], f"{where} {k}") for k, v in values.items()}
-    for key, choices in _CHOICES.items():
+    for key, choices in CHOICES.items():
         if key in kwargs and kwargs[key] not in choices:
+            close = difflib.get_close_matches(str(kwargs[key]), choices, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigError(
-                f"{where}: {key} = {kwargs[key]!r} is not one of {', '.join(choices)}"
+                f"{where}: {key} = {kwargs[key]!r} is not one of {', '.join(choices)}{hint}"
             )
     config = cls(**kwargs)
     _check_ranges(config, where)

@@ -17,7 +17,7 @@ from ..viz.report import write_report
 from .runs import Run, load_run, load_run_data
 
 
-def _evaluate(args: argparse.Namespace) -> int:
+def evaluate(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     if args.data:
         data = load_dataset(args.data, binarize=run.config.data.binarize)
@@ -86,23 +86,3 @@ def _print_summary(summary: dict[str, Any]) -> None:
     print(f"{summary['data']}, {summary['num_examples']} examples, nats per example")
     for name, value in rows:
         print(f"  {name:<34} {value:>18}")
-
-
-def add_evaluate_command(commands: Any) -> None:
-    evaluate = commands.add_parser("evaluate", help="log p(x) in nats and diagnostics of a run")
-    evaluate.set_defaults(command=_evaluate)
-    evaluate.add_argument("run", type=Path, help="run folder")
-    evaluate.add_argument("--k", type=int, default=5000, help="importance samples per example")
-    evaluate.add_argument("--split", choices=("train", "valid", "test"), default="test")
-    evaluate.add_argument("--data", help="data file or name instead of the run's split")
-    evaluate.add_argument("--num", type=int, help="only the first NUM examples")
-    evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument(
-        "--compile", action="store_true", help="torch.compile the importance sampler (5-20 s)"
-    )
-    evaluate.add_argument("--out", type=Path, help="JSON file (default RUN/evaluation.json)")
-    evaluate.add_argument(
-        "--gaps", action="store_true", help="approximation and amortization gaps instead"
-    )
-    evaluate.add_argument("--families", default="diagonal,full,planar", help="q* families")
-    evaluate.add_argument("--refine-steps", default="10,100", help="semi-amortized K values")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +11,7 @@ import pandas as pd
 from ..errors import DataError
 
 
-def _impute(args: argparse.Namespace) -> int:
+def impute(args: argparse.Namespace) -> int:
     from ..tabular.vae import TabularVAE, read_table, write_table
 
     table = read_table(args.data)
@@ -62,33 +61,3 @@ def _key_value(item: str) -> tuple[str, str]:
     if not sep:
         raise DataError(f"--family takes COLUMN=FAMILY (e.g. income=lognormal), got {item!r}")
     return name, value
-
-
-def add_impute_command(commands: Any) -> None:
-    impute = commands.add_parser(
-        "impute", help="fill the missing entries of a table (CSV or Parquet) with a VAE"
-    )
-    impute.set_defaults(command=_impute)
-    impute.add_argument("data", type=Path, help="table file (.csv, .tsv, .parquet)")
-    impute.add_argument("--out", type=Path, required=True, help="filled table (.csv/.parquet)")
-    impute.add_argument("--model", type=Path, help="use a saved model instead of fitting")
-    impute.add_argument("--save-model", type=Path, help="folder to save the fitted model in")
-    impute.add_argument(
-        "--family",
-        action="append",
-        default=[],
-        metavar="COLUMN=FAMILY",
-        help="override a column's inferred family (repeatable)",
-    )
-    impute.add_argument(
-        "--num-imputations", type=int, help="M draws from p(x_miss|x_obs), stacked in OUT"
-    )
-    impute.add_argument("--num-samples", type=int, default=100, help="proposals from q(z|x)")
-    impute.add_argument("--no-importance", action="store_true", help="trust q as the posterior")
-    impute.add_argument("--latent-dim", type=int, help="size of z (default: columns / 2)")
-    impute.add_argument("--k", type=int, default=20, help="importance samples when training")
-    impute.add_argument(
-        "--epochs", type=int, default=2000, help="at most (stops on held-out entries)"
-    )
-    impute.add_argument("--seed", type=int, default=0)
-    impute.add_argument("--progress", action="store_true", help="show a line per epoch")

@@ -52,10 +52,10 @@ from .checkpoint import (
     save_tensors,
     save_weights,
 )
+from .optimizers import OptimizerFactory, make_optimizers
 from .samplers import Batch, BatchSampler, Shuffled
 
 Objective = Callable[..., Terms]
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
 # checkpoint names of the optimizer of dense parameters and of sparse per-example ones
 _OPTIMIZER_NAMES = ("optimizer", "sparse_optimizer")
 
@@ -131,7 +131,7 @@ class Trainer:
             raise ValueError("batch_size and max_epochs must be positive and lr > 0")
         self.model, self.objective = model, objective
         self.sampler: BatchSampler = sampler if sampler is not None else Shuffled(batch_size)
-        self.optimizers = _optimizers(model, optimizer, lr, sparse_lr)
+        self.optimizers = make_optimizers(model, optimizer, lr, sparse_lr)
         self.lr_decay, self.batch_size, self.max_epochs = lr_decay, batch_size, max_epochs
         self.patience, self.beta, self.kl_warmup_epochs = patience, beta, kl_warmup_epochs
         self.clip_grad_norm, self.seed, self.progress = clip_grad_norm, seed, progress
@@ -383,23 +383,6 @@ class Trainer:
         self.bad_epochs, self.history = state["bad_epochs"], state["history"]
         best_valid = state["best_valid"]
         self.best_valid = -math.inf if best_valid is None else best_valid
-
-
-def _optimizers(
-    model: nn.Module, factory: OptimizerFactory, lr: float, sparse_lr: float | None
-) -> list[torch.optim.Optimizer]:
-    """``factory`` over the dense parameters; SparseAdam over sparse per-example tables."""
-    sparse = [
-        parameter
-        for module in model.modules()
-        if isinstance(module, nn.Embedding) and module.sparse
-        for parameter in module.parameters()
-    ]
-    dense = [p for p in model.parameters() if all(p is not s for s in sparse)]
-    optimizers = [factory(dense, lr=lr)]
-    if sparse:
-        optimizers.append(torch.optim.SparseAdam(sparse, lr=sparse_lr or lr))
-    return optimizers
 
 
 def _section(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:

@@ -1,0 +1,210 @@
+"""The ``aevb`` commands train, sample, encode, reconstruct, plot and predict (evaluate and
+impute: :mod:`aevb.cli.evaluate`, :mod:`aevb.cli.tabular`); the parser is in
+:mod:`aevb.cli.parser`.
+
+Every option of ``aevb train`` is also a key of the TOML config (``--latent-dim 8`` is
+``[model] latent_dim = 8``); flags override the file, the file overrides the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data.loaders import load_dataset
+from ..errors import DataError
+from ..inference.local import fit_local
+from ..models.semisupervised import UNLABELLED, SemiSupervisedVAE, error_rate
+from ..viz.plots import interleave, save_image_grid
+from ..viz.report import draw_figures, draw_label_figures, write_report
+from .config import SECTIONS, RunConfig, load_config, override
+from .runs import Run, load_run, load_run_data, train_run
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def train(args: argparse.Namespace) -> int:
+    config = load_config(args.config) if args.config else RunConfig()
+    given = {
+        name: getattr(args, name)
+        for section in SECTIONS.values()
+        for name in (f.name for f in dataclasses.fields(section))
+        if getattr(args, name) is not None
+    }
+    if args.seed is not None:
+        given["seed"] = args.seed
+    config = override(config, given)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or Path("runs") / f"{Path(config.data.source).stem}-{stamp}"
+    run = train_run(config, out, resume=args.resume, progress=not args.quiet)
+    metrics = run.metrics
+    print(f"run folder: {run.path}")
+    if "num_classes" in metrics:  # m2 / cvae
+        print(
+            f"{metrics['kind']}: {metrics['num_labelled']} of {metrics['num_train']} training "
+            f"labels used, {metrics['epochs_trained']} epochs in {metrics['train_seconds']:.0f} s"
+        )
+    if "test_error" in metrics:
+        print(f"test error {metrics['test_error']:.2%} on {metrics['num_test']} held-out examples")
+    if "test_conditional_elbo" in metrics:
+        print(f"test ELBO of log p(x|y) {metrics['test_conditional_elbo']:.3f} nats")
+    if "test_kl" in metrics:
+        print(
+            f"test ELBO {metrics['test_elbo']:.3f} nats "
+            f"(reconstruction {metrics['test_log_px_z']:.3f}, KL {metrics['test_kl']:.3f}) "
+            f"on {metrics['num_test']} held-out examples"
+        )
+    elif "test_elbo" in metrics:  # mean-field: q fitted for each test example
+        print(
+            f"test ELBO {metrics['test_elbo']:.3f} nats on {metrics['num_test']} held-out "
+            f"examples, q fitted per example in {metrics['test_fit_seconds']:.1f} s"
+        )
+    return 0
+
+
+def sample(args: argparse.Namespace) -> int:
+    run = load_run(args.run)
+    torch.manual_seed(args.seed)
+    model, columns = run.model, None
+    if isinstance(model, SemiSupervisedVAE):  # x ~ p(x|y, z): a row per label, or one label
+        if args.label is not None and not 0 <= args.label < model.num_classes:
+            raise DataError(f"--label must be in 0..{model.num_classes - 1}, got {args.label}")
+        labels = (
+            torch.arange(model.num_classes) if args.label is None else torch.tensor([args.label])
+        )
+        columns = max(args.num // len(labels), 1)
+        x = model.sample(labels.repeat_interleave(columns), mean=args.mean)
+    elif args.label is not None:
+        raise DataError(f"{run.path} is an unconditional VAE: --label needs an m2 or cvae run")
+    else:
+        x = model.sample(args.num, mean=args.mean)
+    path = _write(x, args.out or run.path / "samples.png", run, num_columns=columns)
+    print(f"wrote {len(x)} samples to {path}")
+    return 0
+
+
+def encode(args: argparse.Namespace) -> int:
+    run = load_run(args.run)
+    model = run.vae
+    x = _run_input(run, args.data)
+    if args.refine or run.metrics.get("inference") == "mean-field":
+        # semi-amortized: K steps from the encoder; a mean-field run fits q from the prior
+        mean_field = run.metrics.get("inference") == "mean-field"
+        fitted = fit_local(
+            model,
+            x,
+            init="prior" if mean_field else "encoder",
+            steps=args.refine or 2000,
+            tol=1e-3 if mean_field and not args.refine else None,
+            lr=args.refine_lr,
+        )
+        qz = fitted.distribution()
+        assert fitted.elbo is not None
+        print(f"fitted q(z) per example: {fitted.steps} steps, ELBO {fitted.elbo.mean():.3f}")
+    else:
+        with torch.no_grad():
+            qz = model.encode(x)
+    with torch.no_grad():
+        table = torch.cat([qz.mean, qz.stddev], dim=1)
+    out = Path(args.out or run.path / "latents.csv")
+    names = [f"loc_{j}" for j in range(model.latent_dim)]
+    names += [f"scale_{j}" for j in range(model.latent_dim)]
+    if out.suffix == ".npy":
+        np.save(out, table.numpy())
+    else:
+        np.savetxt(out, table.numpy(), delimiter=",", header=",".join(names), comments="")
+    print(f"wrote q(z|x) means and standard deviations of {len(x)} examples to {out}")
+    return 0
+
+
+def reconstruct(args: argparse.Namespace) -> int:
+    run = load_run(args.run)
+    x = _run_input(run, args.data)[: args.num]
+    reconstruction = run.vae.reconstruct(x)
+    out = args.out or run.path / "reconstructions.png"
+    if Path(out).suffix == ".png":
+        path = _write(interleave(x, reconstruction), out, run, num_columns=8)
+    else:
+        path = _write(reconstruction, out, run)
+    print(f"wrote reconstructions of {len(x)} examples to {path}")
+    return 0
+
+
+def plot(args: argparse.Namespace) -> int:
+    run = load_run(args.run)
+    if args.data:
+        data = load_dataset(args.data, binarize=run.config.data.binarize)
+    else:
+        train, _, test = load_run_data(run.config)
+        data = test if len(test) else train
+    if isinstance(run.model, SemiSupervisedVAE):
+        if run.image_shape is None or len(run.image_shape) != 2:
+            raise DataError(f"{run.path} holds no image data: its figures are images")
+        for name, path in draw_label_figures(run, data).items():
+            print(f"{name:>19}: {path}")
+        return 0
+    run.vae.check_data(data.x)
+    what = args.what.split(",") if args.what else None
+    figures = draw_figures(run, data, what=what, method=args.method)
+    report = write_report(run)
+    for name, path in figures.items():
+        print(f"{name:>17}: {path}")
+    print(f"report: {report}")
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    run = load_run(args.run)
+    model = run.model
+    if not isinstance(model, SemiSupervisedVAE) or model.classifier is None:
+        raise DataError(f"{run.path} has no classifier q(y|x): aevb predict needs an m2 run")
+    if args.data:
+        data = load_dataset(args.data, binarize=run.config.data.binarize, labels=args.labels)
+    else:
+        data = load_run_data(run.config)[2]
+    y = data.y if data.y is not None else torch.full((len(data),), UNLABELLED)
+    model.check_data(data.x, y)
+    proba = model.predict_proba(data.x)
+    names = ["label"] + [f"p_{c}" for c in range(model.num_classes)]
+    table = pd.DataFrame(proba.numpy(), columns=names[1:])
+    table.insert(0, "label", proba.argmax(1).numpy())
+    label_names = run.metrics.get("label_names")
+    if label_names:  # text labels: their names beside the codes
+        table.insert(1, "label_name", [label_names[i] for i in table["label"]])
+    out = Path(args.out or run.path / "predictions.csv")
+    table.to_csv(out, index=False, float_format="%.6g")
+    known = y != UNLABELLED
+    if bool(known.any()):
+        error = error_rate(model, data.x, y)
+        print(f"error rate {error:.2%} on the {int(known.sum())} labelled examples")
+    print(f"wrote q(y|x) and the predicted label of {len(data)} examples to {out}")
+    return 0
+
+
+def _run_input(run: Run, source: str | None) -> torch.Tensor:
+    """The data to encode: ``source``, or the run's own data; checked against the model."""
+    data = run.config.data
+    dataset = load_dataset(source or data.source, binarize=data.binarize)
+    run.vae.check_data(dataset.x)
+    return dataset.x
+
+
+def _write(x: torch.Tensor, out: str | Path, run: Run, num_columns: int | None = None) -> Path:
+    out = Path(out)
+    if out.suffix == ".png":
+        if run.image_shape is None or len(run.image_shape) != 2:
+            raise DataError(f"{run.path} holds no image data: write .npy or .csv instead of .png")
+        return save_image_grid(x, run.image_shape, out, num_columns=num_columns)
+    if out.suffix == ".npy":
+        np.save(out, x.numpy())
+    elif out.suffix == ".csv":
+        np.savetxt(out, x.numpy(), delimiter=",")
+    else:
+        raise DataError(f"unknown output format {out.suffix!r}: use .png, .npy or .csv")
+    return out

@@ -1,0 +1,175 @@
+"""The ``aevb`` command line: every subcommand, option, description and default.
+
+Light on purpose: it imports no torch, numpy or pandas, so ``aevb --help`` answers at once;
+each subcommand names its handler as ``"module:function"`` in :mod:`aevb.cli`, imported
+only when the command runs (:func:`aevb.cli.main.main`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any
+
+from ..viz.figures import FIGURES
+from .config import CHOICES, DATASETS, HELP, SECTIONS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aevb",
+        description="Variational autoencoders as amortized variational inference.",
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="fit a VAE and write a run folder")
+    train.set_defaults(command="commands:train")
+    train.add_argument("--config", type=Path, help="TOML config file (flags override it)")
+    train.add_argument("--out", type=Path, help="run folder (default: runs/NAME-TIME)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--seed", type=int, help="seed of the split, initialization, batches")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
+    for section, cls in SECTIONS.items():
+        group = train.add_argument_group(f"[{section}] options")
+        for field in dataclasses.fields(cls):
+            _add_option(group, field, typing.get_type_hints(cls)[field.name])
+
+    sample = commands.add_parser("sample", help="draw x ~ p(x|z), z ~ p(z) from a run")
+    sample.set_defaults(command="commands:sample")
+    sample.add_argument("run", type=Path, help="run folder")
+    sample.add_argument("--num", type=int, default=64, help="number of samples")
+    sample.add_argument("--mean", action="store_true", help="means of p(x|z), not draws")
+    sample.add_argument("--label", type=int, help="m2/cvae runs: only this label")
+    sample.add_argument("--seed", type=int, default=0, help="seed of z ~ p(z) and x ~ p(x|z)")
+    sample.add_argument("--out", type=Path, help=".png, .npy or .csv (default RUN/samples.png)")
+
+    encode = commands.add_parser("encode", help="write q(z|x) means and scales of data")
+    encode.set_defaults(command="commands:encode")
+    encode.add_argument("run", type=Path, help="run folder")
+    encode.add_argument("--data", help="data file or name (default: the run's data)")
+    encode.add_argument("--out", type=Path, help=".csv or .npy (default RUN/latents.csv)")
+    encode.add_argument(
+        "--refine", type=int, default=0, help="K gradient steps on each q from the encoder's"
+    )
+    encode.add_argument("--refine-lr", type=float, default=1e-2, help="Adam step size")
+
+    reconstruct = commands.add_parser("reconstruct", help="decode E_q[z|x] for data")
+    reconstruct.set_defaults(command="commands:reconstruct")
+    reconstruct.add_argument("run", type=Path, help="run folder")
+    reconstruct.add_argument("--data", help="data file or name (default: the run's data)")
+    reconstruct.add_argument("--num", type=int, default=32, help="number of examples")
+    reconstruct.add_argument("--out", type=Path, help=".png, .npy or .csv")
+    plot = commands.add_parser("plot", help="draw a run's figures and rewrite its report.html")
+    plot.set_defaults(command="commands:plot")
+    plot.add_argument("run", type=Path, help="run folder")
+    plot.add_argument("--what", help=f"comma-separated, from: {', '.join(FIGURES)} (default: all)")
+    plot.add_argument("--data", help="data file or name (default: the run's test split)")
+    plot.add_argument("--method", choices=("pca", "tsne"), default="pca", help="above 2-D")
+
+    _add_evaluate_command(commands)
+    _add_impute_command(commands)
+    _add_predict_command(commands)
+    return parser
+
+
+def _add_option(group: Any, field: dataclasses.Field[Any], hint: Any) -> None:
+    flag = "--" + field.name.replace("_", "-")
+    aliases = {"source": "--data", "kind": "--model"}
+    flags = [aliases[field.name], flag] if field.name in aliases else [flag]
+    default = field.default if field.default is not dataclasses.MISSING else None
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+    help_text = HELP[field.name]
+    if field.name in CHOICES:
+        help_text += f"; one of {', '.join(CHOICES[field.name])}"
+    if field.name == "source":
+        help_text += f"; named: {', '.join(DATASETS)}"
+    help_text += f" (default: {shown})"
+    if hint is bool:
+        group.add_argument(*flags, action=argparse.BooleanOptionalAction, help=help_text)
+        return
+    metavar = field.name.upper() if field.name not in CHOICES else "NAME"
+    group.add_argument(*flags, dest=field.name, type=_parse_as(hint), metavar=metavar,
+                       help=help_text)  # fmt: skip
+
+
+def _parse_as(hint: Any) -> Any:
+    """An argparse ``type`` for a config field's hint; ``none`` gives None for optionals."""
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if optional else hint
+
+    def parse(text: str) -> Any:
+        if optional and text.lower() == "none":
+            return None
+        if typing.get_origin(base) is tuple:
+            return tuple(int(part) for part in text.split(",") if part)
+        return base(text)
+
+    parse.__name__ = getattr(base, "__name__", "value")
+    return parse
+
+
+def _add_evaluate_command(commands: Any) -> None:
+    evaluate = commands.add_parser("evaluate", help="log p(x) in nats and diagnostics of a run")
+    evaluate.set_defaults(command="evaluate:evaluate")
+    evaluate.add_argument("run", type=Path, help="run folder")
+    evaluate.add_argument("--k", type=int, default=5000, help="importance samples per example")
+    evaluate.add_argument(
+        "--split",
+        choices=("train", "valid", "test"),
+        default="test",
+        help="which split of the run's data (default: test)",
+    )
+    evaluate.add_argument("--data", help="data file or name instead of the run's split")
+    evaluate.add_argument("--num", type=int, help="only the first NUM examples")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the proposals z ~ q")
+    evaluate.add_argument(
+        "--compile", action="store_true", help="torch.compile the importance sampler (5-20 s)"
+    )
+    evaluate.add_argument("--out", type=Path, help="JSON file (default RUN/evaluation.json)")
+    evaluate.add_argument(
+        "--gaps", action="store_true", help="approximation and amortization gaps instead"
+    )
+    evaluate.add_argument("--families", default="diagonal,full,planar", help="q* families")
+    evaluate.add_argument("--refine-steps", default="10,100", help="semi-amortized K values")
+
+
+def _add_impute_command(commands: Any) -> None:
+    impute = commands.add_parser(
+        "impute", help="fill the missing entries of a table (CSV or Parquet) with a VAE"
+    )
+    impute.set_defaults(command="tabular:impute")
+    impute.add_argument("data", type=Path, help="table file (.csv, .tsv, .parquet)")
+    impute.add_argument("--out", type=Path, required=True, help="filled table (.csv/.parquet)")
+    impute.add_argument("--model", type=Path, help="use a saved model instead of fitting")
+    impute.add_argument("--save-model", type=Path, help="folder to save the fitted model in")
+    impute.add_argument(
+        "--family",
+        action="append",
+        default=[],
+        metavar="COLUMN=FAMILY",
+        help="override a column's inferred family (repeatable)",
+    )
+    impute.add_argument(
+        "--num-imputations", type=int, help="M draws from p(x_miss|x_obs), stacked in OUT"
+    )
+    impute.add_argument("--num-samples", type=int, default=100, help="proposals from q(z|x)")
+    impute.add_argument("--no-importance", action="store_true", help="trust q as the posterior")
+    impute.add_argument("--latent-dim", type=int, help="size of z (default: columns / 2)")
+    impute.add_argument("--k", type=int, default=20, help="importance samples when training")
+    impute.add_argument(
+        "--epochs", type=int, default=2000, help="at most (stops on held-out entries)"
+    )
+    impute.add_argument("--seed", type=int, default=0, help="seed of fitting and draws")
+    impute.add_argument("--progress", action="store_true", help="show a line per epoch")
+
+
+def _add_predict_command(commands: Any) -> None:
+    predict = commands.add_parser("predict", help="labels from q(y|x) of a semi-supervised run")
+    predict.set_defaults(command="commands:predict")
+    predict.add_argument("run", type=Path, help="run folder of aevb train --model m2")
+    predict.add_argument("--data", help="data file or name (default: the run's test split)")
+    predict.add_argument("--labels", help="label column or file of --data, to score against")
+    predict.add_argument("--out", type=Path, help="CSV (default RUN/predictions.csv)")

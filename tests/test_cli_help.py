@@ -1,0 +1,78 @@
+"""The command line explains itself: every option has a description, the choices are named,
+and help answers fast because nothing heavy is imported to build it."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+import pytest
+from test_cli import AEVB
+
+from aevb.cli import build, config
+from aevb.cli.parser import build_parser
+from aevb.data.loaders import NAMED_DATASETS
+from aevb.inference.objectives import IWAE_GRADIENTS
+from aevb.nn.mlp import ACTIVATIONS
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    (group,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(group.choices)
+
+
+@pytest.mark.parametrize("name", sorted(_subcommands()))
+def test_every_option_has_a_description(name: str) -> None:
+    command = _subcommands()[name]
+    missing = [
+        action.option_strings or action.dest
+        for action in command._actions
+        if not isinstance(action, argparse._HelpAction) and not (action.help or "").strip()
+    ]
+    assert not missing, f"aevb {name}: no description for {missing}"
+
+
+def test_train_help_names_every_kind_inference_likelihood_and_prior() -> None:
+    text = " ".join(_subcommands()["train"].format_help().split()).replace("- ", "-")
+    for key in ("kind", "inference", "likelihood", "prior", "posterior", "objective"):
+        for choice in config.CHOICES[key]:
+            assert choice in text, (key, choice)
+
+
+def test_the_names_the_config_accepts_are_the_names_that_build() -> None:
+    assert set(config.LIKELIHOODS) == set(build.LIKELIHOODS)
+    assert set(config.PRIORS) == set(build.PRIORS)
+    assert set(config.OBJECTIVES) == set(build.OBJECTIVES)
+    assert set(config.POSTERIORS) == set(build.POSTERIORS)
+    assert set(config.OPTIMIZERS) == set(build.OPTIMIZERS)
+    assert set(config.ACTIVATIONS) == set(ACTIVATIONS)
+    assert set(config.IWAE_GRADIENTS) == set(IWAE_GRADIENTS)
+    assert set(config.DATASETS) == set(NAMED_DATASETS)
+    assert set(config.HELP) == {f for s in config.SECTIONS.values() for f in s.__dataclass_fields__}
+
+
+def test_help_imports_nothing_heavy_and_answers_fast() -> None:
+    probe = (
+        "import sys; from aevb.cli.parser import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'numpy', 'pandas', 'matplotlib') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr
+    seconds = []
+    for _ in range(5):
+        start = time.perf_counter()
+        subprocess.run([AEVB, "--help"], capture_output=True, check=True)
+        seconds.append(time.perf_counter() - start)
+    assert statistics.median(seconds) < 1.0, seconds  # ~0.1 s measured on 2 cores
+
+
+def test_an_unknown_choice_gets_the_list_and_a_suggestion() -> None:
+    from test_cli import _fails_cleanly, aevb
+
+    result = aevb("train", "--likelihood", "bernouli", "--epochs", "1", check=False)
+    _fails_cleanly(result, "is not one of bernoulli, continuous-bernoulli")
+    assert "did you mean 'bernoulli'?" in result.stderr
