@@ -76,3 +76,20 @@ def test_an_unknown_choice_gets_the_list_and_a_suggestion() -> None:
     result = aevb("train", "--likelihood", "bernouli", "--epochs", "1", check=False)
     _fails_cleanly(result, "is not one of bernoulli, continuous-bernoulli")
     assert "did you mean 'bernoulli'?" in result.stderr
+
+
+def test_training_prints_progress_a_legend_and_the_report(tmp_path) -> None:
+    """Not on a terminal: one plain line per epoch with n of N, elapsed, ETA and speed."""
+    from test_cli import aevb
+
+    result = aevb(
+        "train", "--out", tmp_path / "run", "--epochs", "2", "--hidden-dims", "16",
+        "--snapshot-every", "0",
+    )  # fmt: skip
+    out = result.stdout
+    assert "(* marks a new best validation score" in out
+    lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
+    assert all("elapsed, ETA" in line and "ex/s" in line for line in lines)
+    assert lines[0].endswith("*")  # the first epoch is always the best so far
+    assert f"report: {tmp_path / 'run' / 'report.html'}" in out

@@ -65,6 +65,8 @@ def train(args: argparse.Namespace) -> int:
             f"test ELBO {metrics['test_elbo']:.3f} nats on {metrics['num_test']} held-out "
             f"examples, q fitted per example in {metrics['test_fit_seconds']:.1f} s"
         )
+    if (run.path / "report.html").exists():
+        print(f"report: {run.path / 'report.html'}")
     return 0
 
 

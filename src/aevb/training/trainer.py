@@ -53,6 +53,7 @@ from .checkpoint import (
     save_weights,
 )
 from .optimizers import OptimizerFactory, make_optimizers
+from .progress import epoch_line
 from .samplers import Batch, BatchSampler, Shuffled
 
 Objective = Callable[..., Terms]
@@ -144,6 +145,8 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self._best_state: dict[str, torch.Tensor] | None = None
         self._generator = torch.Generator()
+        self._clock = (time.perf_counter(), 0)
+        self._examples = 0
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -196,6 +199,10 @@ class Trainer:
         for callback in self.callbacks:
             callback(self)
         started = time.perf_counter()
+        self._clock = (started, self.epoch)  # for the elapsed time and ETA of progress lines
+        if self.progress and (valid is not None or self.validate is not None):
+            kept = self.run_dir / "model.safetensors" if self.run_dir is not None else "memory"
+            tqdm.write(f"(* marks a new best validation score; its weights are kept in {kept})")
         while self.epoch < self.max_epochs and not self._should_stop(valid):
             if self.max_seconds is not None and time.perf_counter() - started > self.max_seconds:
                 break
@@ -228,14 +235,16 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}  # float64 sums on the device: no sync per step
         counts: dict[str, int] = {}
         beta = self.beta
+        self._examples = 0  # rows of data seen this epoch, for the progress line
         bar = tqdm(
             total=steps,
-            desc=f"epoch {self.epoch + 1}",
+            desc=f"epoch {self.epoch + 1}/{self.max_epochs}",
             leave=False,
             disable=None if self.progress else True,  # None: no bar when not a terminal
         )
         for batch in self.sampler.epoch(data, self._generator):
             batch = tuple(part.to(device, non_blocking=True) for part in batch)
+            self._examples += sum(part.shape[0] for part in batch if part.dim() > 1)
             beta = self.beta * linear_warmup(self.step, warmup_steps)
             terms = self.objective(self.model, *batch, beta=beta)
             loss = terms.loss
@@ -290,16 +299,11 @@ class Trainer:
             self._best_state = copy.deepcopy(self.model.state_dict())
         self.history.append(record)
         if self.progress:
-            shown = {
-                k: v
-                for k, v in record.items()
-                if k.startswith(("train_", "valid_")) and isinstance(v, float)
-            }
-            tqdm.write(
-                f"epoch {record['epoch']:>4}  "
-                + "  ".join(f"{k} {v:9.3f}" for k, v in shown.items())
-                + ("  *" if improved and has_valid else "")
+            started, first_epoch = self._clock
+            line = epoch_line(
+                record, self.epoch, self.max_epochs, first_epoch, started, self._examples
             )
+            tqdm.write(line + ("  *" if improved and has_valid else ""))
         if self.run_dir is not None:
             self._save_state(improved)
 

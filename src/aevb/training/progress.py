@@ -1,0 +1,44 @@
+"""What the Trainer prints after each epoch: one line a person can read at a glance."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+# left out to keep the line short: the reconstruction term is the ELBO plus the KL
+_IMPLIED = {"train_log_px_z", "valid_log_px_z", "valid_kl"}
+
+
+def epoch_line(
+    record: dict[str, Any],
+    epoch: int,
+    max_epochs: int,
+    first_epoch: int,
+    started: float,
+    examples: int,
+) -> str:
+    """``epoch 13/200  0:12 elapsed, ETA 2:40  5,230 ex/s  train_elbo -31.204 ...``.
+
+    The ETA assumes every epoch left runs (early stopping may end sooner); ``examples`` are
+    the rows of data seen in this epoch, ``record["seconds"]`` its duration.
+    """
+    elapsed = time.perf_counter() - started
+    eta = elapsed / max(epoch - first_epoch, 1) * (max_epochs - epoch)
+    rate = examples / max(record["seconds"], 1e-9)
+    terms = "  ".join(
+        f"{k} {v:.3f}"
+        for k, v in record.items()
+        if k.startswith(("train_", "valid_")) and isinstance(v, float) and k not in _IMPLIED
+    )
+    width = len(str(max_epochs))
+    return (
+        f"epoch {epoch:>{width}}/{max_epochs}  {_clock(elapsed)} elapsed, ETA {_clock(eta)}  "
+        f"{rate:,.0f} ex/s  {terms}"
+    )
+
+
+def _clock(seconds: float) -> str:
+    """``m:ss``, or ``h:mm:ss`` from an hour on."""
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02}:{seconds:02}" if hours else f"{minutes}:{seconds:02}"
