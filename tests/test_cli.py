@@ -241,3 +241,25 @@ def test_negative_binomial_likelihood_on_raw_pixel_counts(tmp_path: Path) -> Non
     )  # the bundled digits are scaled to [0, 1]: not counts
     _fails_cleanly(scaled, "needs counts 0, 1, 2")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_changed_checkpoint_is_refused_by_its_manifest(run_dir: Path, tmp_path: Path) -> None:
+    """Weights that are not what training wrote (edited, or a save cut short) are refused."""
+    import shutil
+
+    from aevb.training.checkpoint import save_tensors
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    assert set(manifest["sha256"]) == {
+        "last.safetensors",
+        "model.safetensors",
+        "trainer.safetensors",
+    }
+    aevb("sample", copy, "--num", "4", "--out", tmp_path / "ok.npy")
+    state = load_tensors(copy / "model.safetensors")
+    first = sorted(state)[0]
+    state[first] = state[first] + 0.01  # still a valid file with finite weights
+    save_tensors(state, copy / "model.safetensors")
+    _fails_cleanly(aevb("sample", copy, check=False), "is not the file training wrote at epoch")

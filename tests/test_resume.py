@@ -243,3 +243,16 @@ def test_mean_field_with_gradient_clipping_and_no_validation_set(digits) -> None
     assert len(trainer.fit(x)) == 2
     with pytest.raises(ValueError, match="epoch_metrics= or validate="):
         trainer.fit(x, digits["valid"])
+
+
+def test_resume_with_a_new_learning_rate_uses_it(digits, tmp_path: Path) -> None:
+    """After a divergence one resumes with a lower rate: the asked rate replaces the saved
+    (decayed) one; left unchanged, the saved one continues (the runs above)."""
+    torch.manual_seed(0)
+    model, options, train, valid = _vae(elbo)(digits)
+    common = dict(batch_size=50, lr_decay=0.9, run_dir=tmp_path, progress=False, **options)
+    Trainer(model, max_epochs=2, lr=3e-3, **common).fit(train, valid)
+    history = Trainer(model, max_epochs=4, lr=1e-4, **common).fit(train, valid, resume=True)
+    assert history[1]["lr"] == pytest.approx(3e-3 * 0.9)
+    assert history[2]["lr"] == pytest.approx(1e-4)
+    assert history[3]["lr"] == pytest.approx(1e-4 * 0.9)

@@ -112,3 +112,17 @@ def test_nan_loss_stops_with_the_term_named_and_keeps_the_last_checkpoint(
     assert saved and all(torch.isfinite(t).all() for t in saved.values())
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_weights_with_nan_are_refused_at_load_with_the_tensor_named(tmp_path: Path) -> None:
+    from aevb import CheckpointError, save_weights
+    from aevb.training.checkpoint import save_tensors
+
+    model = _model()
+    save_weights(model, tmp_path / "model.safetensors")
+    state = load_tensors(tmp_path / "model.safetensors")
+    name = sorted(k for k in state if k.startswith("decoder"))[0]
+    state[name][0] = float("nan")
+    save_tensors(state, tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError, match=f"NaN or infinite values in {name}"):
+        load_weights(_model(1), tmp_path / "model.safetensors")

@@ -38,6 +38,7 @@ from ..training.checkpoint import (
     load_tensors,
     load_weights,
     save_json,
+    verify,
 )
 from ..training.recipes import m2_objective, validation_error
 from ..training.samplers import BatchSampler, LabelledMix, Shuffled
@@ -317,6 +318,7 @@ def load_run(path: str | Path, *, checkpoint: str = "model.safetensors") -> Run:
             features = _m1_features(config)
             dim, classes = facts["feature_dim"], facts["num_classes"]
             model = build_semi_supervised(config.model, dim, classes, features)
+    verify(path / checkpoint)
     state = load_tensors(path / checkpoint)
     saved: torch.nn.Module = model
     if "loc.weight" in state and isinstance(model, VAE):

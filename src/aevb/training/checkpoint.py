@@ -6,6 +6,7 @@ half-written checkpoint where a good one was.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -52,6 +53,14 @@ def load_state_into(
         raise CheckpointError(
             f"{path} does not fit this model ({'; '.join(details)}): it was saved from a "
             "model with another configuration; build the model from the run's config.json"
+        )
+    broken = [n for n, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
+    if broken:
+        raise CheckpointError(
+            f"{path} holds NaN or infinite values in {broken[0]}"
+            + (f" and {len(broken) - 1} more tensors" if len(broken) > 1 else "")
+            + ": the weights diverged or the file was damaged; use another checkpoint "
+            "(model.safetensors keeps the best epoch) or train again"
         )
     model.load_state_dict(state)
     return model
@@ -131,3 +140,45 @@ def optimizer_from_files(
         optimizer.load_state_dict({"state": state, "param_groups": rest["param_groups"]})
     except (ValueError, KeyError) as error:
         raise CheckpointError(f"the saved optimizer state does not fit: {error}") from error
+
+
+def section(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """The tensors saved under ``name.``, with that prefix removed."""
+    return {k.removeprefix(f"{name}."): v for k, v in tensors.items() if k.startswith(f"{name}.")}
+
+
+MANIFEST = "manifest.json"
+
+
+def write_manifest(
+    folder: Path,
+    epoch: int,
+    names: tuple[str, ...] = ("last.safetensors", "model.safetensors", "trainer.safetensors"),
+) -> None:
+    """Record the SHA-256 of the checkpoint files ``names`` in ``folder``, written last."""
+    files = {name: _sha256(folder / name) for name in names if (folder / name).exists()}
+    save_json({"epoch": epoch, "sha256": files}, folder / MANIFEST)
+
+
+def verify(path: Path) -> None:
+    """Refuse a checkpoint file that differs from what its run's manifest recorded."""
+    manifest = path.parent / MANIFEST
+    if not manifest.exists():  # a folder from before manifests, or weights saved by hand
+        return
+    recorded = load_json(manifest)
+    expected = recorded.get("sha256", {}).get(path.name)
+    if expected is not None and _sha256(path) != expected:
+        raise CheckpointError(
+            f"{path} is not the file training wrote at epoch {recorded.get('epoch')} (its "
+            f"SHA-256 differs from {manifest}): it was changed afterwards, or a kill cut the "
+            "checkpoint short. Restore the file, resume an interrupted run with --resume, "
+            "or train again"
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -12,13 +12,9 @@ early stopping, callbacks and progress are written once, here.
 In-memory tensors are indexed per batch (no per-example Python work), so the trainer runs
 as fast as a hand-written loop (``bench/train_throughput.py`` measures it).
 
-A run folder holds::
-
-    model.safetensors     weights with the best validation score (or the last, without one)
-    last.safetensors      weights after the last finished epoch
-    trainer.safetensors   optimizer moments, sampler state, random-number-generator states
-    trainer.json          epoch, step, early-stopping state, optimizer settings, history
-    metrics.jsonl         one line of metrics per epoch
+A run folder holds ``model.safetensors`` (the best validation score, or the last epoch),
+``last.safetensors``, ``trainer.safetensors`` (all that resume reads, in one file: weights,
+optimizers, sampler, random states, counters), ``trainer.json`` and ``metrics.jsonl``.
 """
 
 from __future__ import annotations
@@ -51,6 +47,8 @@ from .checkpoint import (
     save_json,
     save_tensors,
     save_weights,
+    section,
+    write_manifest,
 )
 from .optimizers import OptimizerFactory, make_optimizers
 from .progress import epoch_line
@@ -133,6 +131,7 @@ class Trainer:
         self.model, self.objective = model, objective
         self.sampler: BatchSampler = sampler if sampler is not None else Shuffled(batch_size)
         self.optimizers = make_optimizers(model, optimizer, lr, sparse_lr)
+        self.learning_rates = (lr, sparse_lr or lr)  # as asked; the optimizers decay them
         self.lr_decay, self.batch_size, self.max_epochs = lr_decay, batch_size, max_epochs
         self.patience, self.beta, self.kl_warmup_epochs = patience, beta, kl_warmup_epochs
         self.clip_grad_norm, self.seed, self.progress = clip_grad_norm, seed, progress
@@ -346,6 +345,7 @@ class Trainer:
             "step": self.step,
             "best_valid": self.best_valid if math.isfinite(self.best_valid) else None,
             "bad_epochs": self.bad_epochs,
+            "learning_rates": list(self.learning_rates),
         }
         for name, optimizer in zip(_OPTIMIZER_NAMES, self.optimizers, strict=False):
             slots, state[name] = optimizer_to_files(optimizer)
@@ -361,6 +361,7 @@ class Trainer:
         save_json(state, self.run_dir / "trainer.json")
         lines = "".join(json.dumps(record) + "\n" for record in self.history)
         (self.run_dir / "metrics.jsonl").write_text(lines)
+        write_manifest(self.run_dir, self.epoch)
 
     def _load_state(self) -> None:
         if self.run_dir is None:
@@ -369,13 +370,19 @@ class Trainer:
         tensors, metadata = load_tensors(path), load_metadata(path)
         if "state" in metadata:
             state = json.loads(metadata["state"])
-            load_state_into(self.model, _section(tensors, "model"), path)
+            load_state_into(self.model, section(tensors, "model"), path)
         else:  # a run folder written before the state moved into one file
             state = load_json(self.run_dir / "trainer.json")
             load_weights(self.model, self.run_dir / "last.safetensors")
         for name, optimizer in zip(_OPTIMIZER_NAMES, self.optimizers, strict=False):
-            optimizer_from_files(optimizer, _section(tensors, name), state[name])
-        self.sampler.load_state_dict(_section(tensors, "sampler"))
+            optimizer_from_files(optimizer, section(tensors, name), state[name])
+        # A learning rate asked for anew (e.g. lower, after a divergence) replaces the saved,
+        # decayed one; an unchanged one keeps the saved value, so resuming is exact.
+        saved = state.get("learning_rates", self.learning_rates)
+        for optimizer, lr, old in zip(self.optimizers, self.learning_rates, saved, strict=False):
+            if lr != old:
+                optimizer.param_groups[0]["lr"] = lr
+        self.sampler.load_state_dict(section(tensors, "sampler"))
         if (self.run_dir / "model.safetensors").exists():
             self._best_state = load_tensors(self.run_dir / "model.safetensors")
         torch.set_rng_state(tensors["rng.torch"])
@@ -387,10 +394,6 @@ class Trainer:
         self.bad_epochs, self.history = state["bad_epochs"], state["history"]
         best_valid = state["best_valid"]
         self.best_valid = -math.inf if best_valid is None else best_valid
-
-
-def _section(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
-    return {k.removeprefix(f"{name}."): v for k, v in tensors.items() if k.startswith(f"{name}.")}
 
 
 def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
