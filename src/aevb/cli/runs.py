@@ -138,10 +138,7 @@ def train_run(
         )
     train, valid, test = load_run_data(config)
     torch.manual_seed(config.seed)
-    plan = _plan(config, train, valid, test, resume)
-    check_data = getattr(plan.trainable, "check_data", None)
-    if check_data is not None:
-        check_data(*plan.train)  # before anything is written
+    plan = _plan(config, train, valid, test, resume)  # checks the data: nothing written yet
     facts = _start_run_folder(config, out, train, valid, test, **plan.facts)
     trainer = build_trainer(
         config,
@@ -199,6 +196,7 @@ def _semi_supervised_plan(
     features = _m1_features(config, train.x)
     data_dim = train.x.shape[1] if features is None else features.out_dim
     model = build_semi_supervised(config.model, data_dim, num_classes, features)
+    model.check_data(train.x, train.y)
     options = config.train
     return _Plan(
         model,
