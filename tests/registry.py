@@ -21,6 +21,7 @@ from aevb import (
     BernoulliHead,
     CategoricalHead,
     ContinuousBernoulliHead,
+    DiscretizedLogisticHead,
     LaplaceHead,
     LearnedNormalPrior,
     MixturePrior,
@@ -220,3 +221,37 @@ PRIORS = [
     PriorCase("mixture", functools.partial(MixturePrior, num_components=4), _mixture_parts, False),
     PriorCase("vamp", _vamp, _vamp_parts, False),
 ]
+
+
+def _discretized_logistic(head: nn.Module, h: torch.Tensor):
+    """Mixture weights, locations and scales from the head's weights in numpy; the mass of each
+    of the head's levels from scipy's logistic CDF, edges taking the tails."""
+    raw = affine(head.params, h).reshape(*h.shape[:-1], head.out_dim, 3, head.num_components)
+    logits, loc, raw_scale = raw[..., 0, :], raw[..., 1, :], raw[..., 2, :]
+    floor = head.min_log_scale
+    scale = np.exp(floor + softplus(raw_scale - floor))
+    weights = special.softmax(logits, axis=-1)
+    bins = head.num_bins
+    values = np.arange(bins) / (bins - 1)
+    edges = (np.arange(bins + 1) - 0.5) / (bins - 1)
+    cdf = stats.logistic.cdf(edges[:, None, None, None], loc[None], scale[None])  # (bins+1, ...)
+    cdf[0], cdf[-1] = 0.0, 1.0
+    mass = ((cdf[1:] - cdf[:-1]) * weights[None]).sum(-1)  # (bins, B, D)
+    mean = np.einsum("j,jbd->bd", values, mass)
+    var = np.einsum("j,jbd->bd", values**2, mass) - mean**2
+
+    def log_pmf(x: Array) -> Array:
+        index = np.rint(x * (bins - 1)).astype(int)
+        return np.log(np.take_along_axis(mass, index[None], axis=0)[0])
+
+    return log_pmf, mean, var
+
+
+HEADS.append(
+    HeadCase(
+        "discretized-logistic",
+        functools.partial(DiscretizedLogisticHead, num_components=3, num_bins=16),
+        lambda rng, shape: rng.integers(0, 16, shape) / 15.0,
+        _discretized_logistic,
+    )
+)

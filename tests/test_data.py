@@ -35,7 +35,7 @@ def images() -> np.ndarray:
 def test_idx_round_trip(tmp_path: Path, images: np.ndarray, name: str) -> None:
     _write_idx(tmp_path / name, images)
     dataset = load_dataset(tmp_path / name)
-    assert dataset.image_shape == (4, 3)
+    assert dataset.image_shape == (1, 4, 3)
     assert torch.equal(dataset.x, torch.as_tensor(images.reshape(5, 12), dtype=torch.float32))
 
 
@@ -55,7 +55,7 @@ def test_idx_float_and_truncated_files(tmp_path: Path) -> None:
 def test_real_mnist_idx_files(shared_data: Path) -> None:
     images = load_dataset(shared_data / "mnist" / "t10k-images-idx3-ubyte.gz")
     labels = load_array(shared_data / "mnist" / "t10k-labels-idx1-ubyte.gz")
-    assert images.x.shape == (10000, 784) and images.image_shape == (28, 28)
+    assert images.x.shape == (10000, 784) and images.image_shape == (1, 28, 28)
     assert images.x.min() == 0 and images.x.max() == 255
     assert labels.shape == (10000,) and labels[:5].tolist() == [7, 2, 1, 0, 4]
 
@@ -78,7 +78,7 @@ def test_npy_npz_csv_and_amat(tmp_path: Path) -> None:
 def test_named_digits() -> None:
     digits = load_dataset("digits-binary")
     grey = load_dataset("digits")
-    assert digits.x.shape == (1797, 64) and digits.image_shape == (8, 8)
+    assert digits.x.shape == (1797, 64) and digits.image_shape == (1, 8, 8)
     assert set(digits.x.unique().tolist()) == {0.0, 1.0}
     assert grey.x.min() == 0 and grey.x.max() == 1 and len(grey.x.unique()) == 17
     assert torch.equal(digits.x, (grey.x >= 0.5).float())

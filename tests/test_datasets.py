@@ -94,7 +94,7 @@ def test_release_checksums_match_the_reference_data(shared_data: Path) -> None:
 
 def test_folder_of_amat_files_and_predefined_split(tmp_path: Path, release) -> None:
     dataset = load_dataset(f"binarized-mnist:{tmp_path / 'served'}")
-    assert dataset.splits == (6, 3, 4) and dataset.image_shape == (28, 28)
+    assert dataset.splits == (6, 3, 4) and dataset.image_shape == (1, 28, 28)
     train, valid, test = split(dataset, (0.5, 0.2), seed=3)  # fractions ignored: fixed split
     assert (len(train), len(valid), len(test)) == (6, 3, 4)
     assert torch.equal(test.x, dataset.x[9:])

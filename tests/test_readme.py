@@ -87,3 +87,8 @@ def test_one_trainer_example_runs(tmp_path: Path) -> None:
     error, train_elbo = map(float, lines[-1].split())
     assert error < 0.3  # 50 labels, 20 epochs
     assert -40 < train_elbo < 0  # nats per binary 8x8 digit, a q_i per digit
+
+
+def test_images_example_runs(tmp_path: Path) -> None:
+    lines = _run_blocks(tmp_path, "hierarchical_vae(")
+    assert lines == ["torch.Size([8])", "torch.Size([8])"]

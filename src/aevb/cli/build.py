@@ -21,20 +21,24 @@ from ..models.heads import (
     BernoulliHead,
     CategoricalHead,
     ContinuousBernoulliHead,
+    DiscretizedLogisticHead,
     FullCovarianceNormalHead,
     LaplaceHead,
     NegativeBinomialHead,
     NormalHead,
 )
+from ..models.hierarchy import hierarchical_vae
 from ..models.priors import LearnedNormalPrior, MixturePrior, StandardNormalPrior, VampPrior
 from ..models.semisupervised import SemiSupervisedVAE, mlp_m2
-from ..models.vae import VAE, mlp_vae
-from ..nn.mlp import ACTIVATIONS
+from ..models.vae import VAE
+from ..nn.conv import ConvDecoder, ConvEncoder
+from ..nn.mlp import ACTIVATIONS, MLP
+from ..nn.utils import out_dim
 from ..training.samplers import BatchSampler
 from ..training.trainer import Objective, Trainer
 from .config import ModelConfig, RunConfig, TrainConfig
 
-LIKELIHOODS: dict[str, Callable[[ModelConfig], Callable[[int, int], nn.Module]]] = {
+LIKELIHOODS: dict[str, Callable[[ModelConfig], Callable[..., nn.Module]]] = {
     "bernoulli": lambda c: BernoulliHead,
     "continuous-bernoulli": lambda c: ContinuousBernoulliHead,
     "normal": lambda c: NormalHead,
@@ -42,6 +46,9 @@ LIKELIHOODS: dict[str, Callable[[ModelConfig], Callable[[int, int], nn.Module]]]
     "laplace": lambda c: LaplaceHead,
     "negative-binomial": lambda c: NegativeBinomialHead,
     "categorical": lambda c: functools.partial(CategoricalHead, num_categories=c.num_categories),
+    "discretized-logistic": lambda c: functools.partial(
+        DiscretizedLogisticHead, num_components=c.likelihood_components, num_bins=c.num_categories
+    ),
 }
 # (config, data_dim, encoder) -> prior
 PRIORS: dict[str, Callable[[ModelConfig, int, nn.Module], nn.Module]] = {
@@ -65,25 +72,68 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 }
 
 
-def build_model(config: ModelConfig, data_dim: int) -> VAE:
-    """The :class:`aevb.VAE` a :class:`ModelConfig` describes, for data of ``data_dim``."""
-    model = mlp_vae(
-        data_dim,
-        config.latent_dim,
-        config.hidden_dims,
-        likelihood=LIKELIHOODS[config.likelihood](config),
-        activation=ACTIVATIONS[config.activation],
-        posterior=POSTERIORS[config.posterior],
+def build_model(
+    config: ModelConfig, data_dim: int, image_shape: tuple[int, ...] | None = None
+) -> VAE:
+    """The :class:`aevb.VAE` a :class:`ModelConfig` describes, for data of ``data_dim``
+    (images of ``image_shape`` ``(C, H, W)``, which convolutional bodies need)."""
+    activation = ACTIVATIONS[config.activation]
+    likelihood = LIKELIHOODS[config.likelihood](config)
+    encoder_body, decoder_body = _bodies(config, data_dim, image_shape)
+    # (built before the likelihood head: the same initial weights as before hierarchies)
+    posterior = POSTERIORS[config.posterior](out_dim(encoder_body), config.latent_dim)
+    projection = getattr(decoder_body, "projection", nn.Linear)
+    decoder = nn.Sequential(
+        decoder_body, likelihood(out_dim(decoder_body), data_dim, projection=projection)
     )
-    model.prior = PRIORS[config.prior](config, data_dim, model.encoder)
-    return model
+    if config.latent_layers:  # the chain's own Gaussian heads replace ``posterior``
+        sizes = (config.latent_dim, *config.latent_layers)
+        return hierarchical_vae(
+            encoder_body,
+            decoder,
+            sizes,
+            hidden_dims=config.layer_hidden_dims,
+            activation=activation,
+            inference=config.hierarchy,
+        )
+    encoder = nn.Sequential(encoder_body, posterior)
+    return VAE(encoder, decoder, PRIORS[config.prior](config, data_dim, encoder))
+
+
+def _bodies(
+    config: ModelConfig, data_dim: int, image_shape: tuple[int, ...] | None
+) -> tuple[nn.Module, nn.Module]:
+    """The encoder body ``x -> h`` and the decoder body ``z_1 -> h`` of ``config.body``."""
+    activation = ACTIVATIONS[config.activation]
+    if config.body == "mlp":
+        decoder_widths = tuple(reversed(config.hidden_dims))
+        return (
+            MLP(data_dim, config.hidden_dims, activation),
+            MLP(config.latent_dim, decoder_widths, activation),
+        )
+    if image_shape is None:
+        raise ConfigError(
+            f"body = {config.body!r} needs image data (a (C, H, W) shape); these data are flat "
+            "vectors: use body = 'mlp', or give images (.npy of (n, H, W), a folder of PNGs)"
+        )
+    options: dict[str, Any] = {"norm": config.norm, "residual_blocks": int(config.body == "resnet")}
+    encoder = ConvEncoder(image_shape, config.channels, activation, **options)
+    decoder = ConvDecoder(
+        config.latent_dim, image_shape, tuple(reversed(config.channels)), activation, **options
+    )
+    return encoder, decoder
 
 
 def build_semi_supervised(
-    config: ModelConfig, data_dim: int, num_classes: int, features: nn.Module | None = None
+    config: ModelConfig,
+    data_dim: int,
+    num_classes: int,
+    features: nn.Module | None = None,
+    image_shape: tuple[int, ...] | None = None,
 ) -> SemiSupervisedVAE:
     """The M2 model (``kind = "m2"``) or conditional VAE (``"cvae"``) of a config; with
-    ``features`` (M1+M2) ``data_dim`` is their size."""
+    ``features`` (M1+M2) ``data_dim`` is their size. Convolutional bodies (``body``) see x as
+    images of ``image_shape``."""
     if features is not None and config.likelihood not in ("normal", "normal-fixed", "laplace"):
         raise ConfigError(
             f"M1 features are real numbers, but likelihood = {config.likelihood!r}: set "
@@ -98,7 +148,33 @@ def build_semi_supervised(
         activation=ACTIVATIONS[config.activation],
         classifier=config.kind == "m2",
         features=features,
+        image_bodies=_image_bodies(config, None if features is not None else image_shape),
     )
+
+
+def _image_bodies(
+    config: ModelConfig, image_shape: tuple[int, ...] | None
+) -> Callable[[int], tuple[nn.Module, nn.Module, nn.Module]] | None:
+    """M2's convolutional bodies (see :func:`aevb.models.semisupervised.mlp_m2`), or None."""
+    if config.body == "mlp":
+        return None
+    if image_shape is None:
+        raise ConfigError(
+            f"body = {config.body!r} needs image data; M1 features and flat vectors are not: "
+            "use body = 'mlp' for this m2 model (the m1 run may be convolutional)"
+        )
+    shape: tuple[int, ...] = image_shape
+    activation = ACTIVATIONS[config.activation]
+    options: dict[str, Any] = {"norm": config.norm, "residual_blocks": int(config.body == "resnet")}
+
+    def bodies(width: int) -> tuple[nn.Module, nn.Module, nn.Module]:
+        return (
+            ConvEncoder(shape, config.channels, activation, **options),
+            ConvEncoder(shape, config.channels, activation, **options),
+            ConvDecoder(width, shape, tuple(reversed(config.channels)), activation, **options),
+        )
+
+    return bodies
 
 
 def build_trainer(

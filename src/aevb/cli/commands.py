@@ -17,14 +17,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data.loaders import load_dataset
 from ..errors import DataError
 from ..inference.local import fit_local
 from ..models.semisupervised import UNLABELLED, SemiSupervisedVAE, error_rate
 from ..viz.plots import interleave, save_image_grid
 from ..viz.report import draw_figures, draw_label_figures, write_report
 from .config import SECTIONS, RunConfig, load_config, override
-from .runs import Run, load_run, load_run_data, train_run
+from .runs import Run, load_like, load_run, load_run_data, train_run
 
 # -- commands -------------------------------------------------------------------------------
 
@@ -141,12 +140,12 @@ def reconstruct(args: argparse.Namespace) -> int:
 def plot(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     if args.data:
-        data = load_dataset(args.data, binarize=run.config.data.binarize)
+        data = load_like(run.config, args.data)
     else:
         train, _, test = load_run_data(run.config)
         data = test if len(test) else train
     if isinstance(run.model, SemiSupervisedVAE):
-        if run.image_shape is None or len(run.image_shape) != 2:
+        if run.image_shape is None:
             raise DataError(f"{run.path} holds no image data: its figures are images")
         for name, path in draw_label_figures(run, data).items():
             print(f"{name:>19}: {path}")
@@ -167,7 +166,7 @@ def predict(args: argparse.Namespace) -> int:
     if not isinstance(model, SemiSupervisedVAE) or model.classifier is None:
         raise DataError(f"{run.path} has no classifier q(y|x): aevb predict needs an m2 run")
     if args.data:
-        data = load_dataset(args.data, binarize=run.config.data.binarize, labels=args.labels)
+        data = load_like(run.config, args.data, labels=args.labels)
     else:
         data = load_run_data(run.config)[2]
     y = data.y if data.y is not None else torch.full((len(data),), UNLABELLED)
@@ -191,8 +190,7 @@ def predict(args: argparse.Namespace) -> int:
 
 def _run_input(run: Run, source: str | None) -> torch.Tensor:
     """The data to encode: ``source``, or the run's own data; checked against the model."""
-    data = run.config.data
-    dataset = load_dataset(source or data.source, binarize=data.binarize)
+    dataset = load_like(run.config, source or run.config.data.source)
     run.vae.check_data(dataset.x)
     return dataset.x
 
@@ -200,7 +198,7 @@ def _run_input(run: Run, source: str | None) -> torch.Tensor:
 def _write(x: torch.Tensor, out: str | Path, run: Run, num_columns: int | None = None) -> Path:
     out = Path(out)
     if out.suffix == ".png":
-        if run.image_shape is None or len(run.image_shape) != 2:
+        if run.image_shape is None:
             raise DataError(f"{run.path} holds no image data: write .npy or .csv instead of .png")
         return save_image_grid(x, run.image_shape, out, num_columns=num_columns)
     if out.suffix == ".npy":

@@ -46,13 +46,15 @@ class DataConfig:
     binarize: float | None = None
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
+    scale: float | None = None  # divide values by this (255: 8-bit pixels to [0, 1])
     labels: str | None = None  # m2/cvae: a column or a file; None: the dataset's own
     num_labelled: int | None = None  # keep this many training labels (balanced), hide the rest
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """An MLP encoder and decoder with heads; ``likelihood`` names the decoder's head.
+    """An encoder and a decoder body (MLP or convolutional) with heads, one or several latent
+    layers; ``likelihood`` names the decoder's head.
 
     ``kind`` is ``vae``, ``m2`` (semi-supervised, labels partly observed) or ``cvae``
     (conditional VAE, every label observed); see :mod:`aevb.models.semisupervised`.
@@ -64,12 +66,19 @@ class ModelConfig:
     latent_dim: int = 2
     hidden_dims: tuple[int, ...] = (200, 200)
     activation: str = "relu"
+    body: str = "mlp"  # mlp, conv (strided convolutions), resnet (conv + residual blocks)
+    channels: tuple[int, ...] = (32, 64)  # conv/resnet: channels of each stride-2 stage
+    norm: str = "none"  # conv/resnet: normalization after each convolution
+    latent_layers: tuple[int, ...] | None = None  # sizes of z_2 .. z_L above z_1 (latent_dim)
+    layer_hidden_dims: tuple[int, ...] = (100, 100)  # MLPs between stochastic layers
+    hierarchy: str = "bottom-up"  # inference through the layers: bottom-up or ladder
     prior: str = "standard-normal"
     prior_components: int | None = None  # mixture: 10, vamp: 500 pseudo-inputs
     pseudo_inputs: str = "noise"  # vamp: noise (the paper's N(0.05, 0.01^2)) or data (examples)
     posterior: str = "diagonal"  # q(z|x): diagonal, full (covariance), planar (flow)
     likelihood_scale: float = 0.1
     num_categories: int = 256
+    likelihood_components: int = 5  # discretized-logistic: logistics per value
 
 
 @dataclass(frozen=True)
@@ -129,7 +138,11 @@ LIKELIHOODS = (
     "laplace",
     "negative-binomial",
     "categorical",
+    "discretized-logistic",
 )
+BODIES = ("mlp", "conv", "resnet")
+NORMS = ("none", "batch", "group", "layer")
+HIERARCHIES = ("bottom-up", "ladder")
 PRIORS = ("standard-normal", "learned-normal", "mixture", "vamp")
 OBJECTIVES = ("elbo", "iwae")
 POSTERIORS = ("diagonal", "full", "planar")
@@ -149,6 +162,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "inference": INFERENCE,
     "kind": KINDS,
     "pseudo_inputs": ("noise", "data"),
+    "body": BODIES,
+    "norm": NORMS,
+    "hierarchy": HIERARCHIES,
 }
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
@@ -160,6 +176,7 @@ HELP = {
     "binarize": "threshold grey levels into {0, 1} at this value (for bernoulli)",
     "valid_fraction": "fraction of the rows held out for validation and early stopping",
     "test_fraction": "fraction of the rows held out for the test metrics",
+    "scale": "divide every value by this (255: 8-bit pixels to [0, 1]; none: as read)",
     "labels": "m2/cvae: a label column of the CSV or a file with one label per row",
     "num_labelled": "m2: keep this many training labels, balanced over classes; hide the rest",
     # [model]
@@ -169,12 +186,20 @@ HELP = {
     "latent_dim": "size of the latent variable z",
     "hidden_dims": "widths of the encoder's hidden layers, comma-separated (decoder: reversed)",
     "activation": "activation of the hidden layers",
+    "body": "encoder and decoder networks: mlp, conv (images), resnet (conv + residual blocks)",
+    "channels": "conv/resnet: channels of each stride-2 stage, comma-separated (decoder: reversed)",
+    "norm": "conv/resnet: normalization after each convolution",
+    "latent_layers": "sizes of further latent layers z_2..z_L above z_1, e.g. 50 (none: one layer)",
+    "layer_hidden_dims": "hierarchies: widths of the MLPs between latent layers",
+    "hierarchy": "hierarchies: bottom-up inference (IWAE 2-layer) or ladder (top-down)",
     "prior": "p(z): standard normal, learned normal, mixture of Gaussians, VampPrior",
     "prior_components": "mixture components (10) or VampPrior pseudo-inputs (500)",
     "pseudo_inputs": "vamp: start the pseudo-inputs at noise or at random training examples",
     "posterior": "q(z|x): diagonal Gaussian, full-covariance Gaussian, or planar flow",
     "likelihood_scale": "normal-fixed: the fixed standard deviation of p(x|z)",
-    "num_categories": "categorical: values per dimension (0 .. num_categories - 1)",
+    "num_categories": "categorical: values per dimension (0 .. num_categories - 1); "
+    "discretized-logistic: levels per value in [0, 1]",
+    "likelihood_components": "discretized-logistic: mixture components per value",
     # [train]
     "objective": "the bound to maximize: elbo, or iwae with --k samples",
     "k": "iwae: importance samples per example",
@@ -236,7 +261,26 @@ def config_from_dict(raw: dict[str, Any], *, where: str = "config") -> RunConfig
             raise ConfigError(f"{where}: [{name}] must be a table of options")
         sections[name] = _build(cls, values, f"{where} [{name}]")
     seed = _coerce(raw.get("seed", 0), int, f"{where}: seed")
-    return RunConfig(**sections, seed=seed)
+    config = RunConfig(**sections, seed=seed)
+    _check_combinations(config, where)
+    return config
+
+
+def _check_combinations(config: RunConfig, where: str) -> None:
+    """Options of different sections that contradict each other, refused with the reason."""
+    model, train = config.model, config.train
+    if model.latent_layers:
+        if train.refine_steps > 0:
+            raise ConfigError(
+                f"{where}: refine_steps (semi-amortized inference) refines a Gaussian q(z|x); "
+                "a hierarchy (latent_layers) has a chain of layers: drop one of the two"
+            )
+        if train.stl or (train.objective == "iwae" and train.iwae_gradient != "standard"):
+            raise ConfigError(
+                f"{where}: the STL and DReG gradients rebuild q(z|x) with detached parameters, "
+                "which a hierarchy (latent_layers) cannot: use iwae_gradient = 'standard' and "
+                "stl = false with latent layers"
+            )
 
 
 def config_to_dict(config: RunConfig) -> dict[str, Any]:
@@ -315,6 +359,8 @@ def _check_ranges(config: Any, where: str) -> None:
         "max_minutes",
         "num_labelled",
         "labelled_per_batch",
+        "likelihood_components",
+        "scale",
     )
     for key in positive:
         value = getattr(config, key, 1)
@@ -332,8 +378,18 @@ def _check_ranges(config: Any, where: str) -> None:
     for key in nonnegative:
         if hasattr(config, key) and getattr(config, key) < 0:
             raise ConfigError(f"{where}: {key} must be >= 0, got {getattr(config, key)}")
-    if isinstance(config, ModelConfig) and any(width < 1 for width in config.hidden_dims):
-        raise ConfigError(f"{where}: hidden_dims must be positive, got {config.hidden_dims}")
+    if isinstance(config, ModelConfig):
+        for key in ("hidden_dims", "channels", "latent_layers", "layer_hidden_dims"):
+            widths = getattr(config, key) or ()
+            if any(width < 1 for width in widths):
+                raise ConfigError(f"{where}: {key} must be positive, got {widths}")
+        if config.latent_layers and config.kind != "vae":
+            raise ConfigError(f"{where}: latent_layers (a hierarchy) is for kind = 'vae' models")
+        if config.latent_layers and config.prior != "standard-normal":
+            raise ConfigError(
+                f"{where}: a hierarchy's prior is its own top-down chain; leave prior = "
+                "'standard-normal' (its top layer) with latent_layers"
+            )
     from_data = isinstance(config, ModelConfig) and config.pseudo_inputs == "data"
     if from_data and config.prior != "vamp":
         raise ConfigError(f"{where}: pseudo_inputs is a vamp option; set prior = 'vamp'")

@@ -9,18 +9,17 @@ from typing import Any
 
 import torch
 
-from ..data.loaders import load_dataset
 from ..evaluation.gaps import inference_gaps
 from ..evaluation.metrics import summarize
 from ..training.checkpoint import save_json
 from ..viz.report import write_report
-from .runs import Run, load_run, load_run_data
+from .runs import Run, load_like, load_run, load_run_data
 
 
 def evaluate(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     if args.data:
-        data = load_dataset(args.data, binarize=run.config.data.binarize)
+        data = load_like(run.config, args.data)
     else:
         data = dict(zip(("train", "valid", "test"), load_run_data(run.config), strict=True))[
             args.split
@@ -76,6 +75,17 @@ def _print_summary(summary: dict[str, Any]) -> None:
         ("  KL(q(z|x) || p(z)) (rate)", f"{summary['kl']:.3f}"),
         ("gap log p(x) - ELBO", f"{summary['gap']:.3f}"),
         ("active units", f"{summary['active_units']} of {summary['latent_dim']}"),
+        *(
+            (f"  layer z_{i + 1}: KL, active units", f"{kl:.3f}, {active} of {size}")
+            for i, (kl, active, size) in enumerate(
+                zip(
+                    summary.get("kl_per_layer", ()),
+                    summary.get("active_units_per_layer", ()),
+                    summary.get("layer_sizes", ()),
+                    strict=True,
+                )
+            )
+        ),
         ("ELBO surgery: average KL", f"{summary['average_kl']:.3f}"),
         (
             "  = mutual information I[n;z]",

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .._version import __version__
+from ..data.images import as_image_shape
 from ..data.loaders import Dataset, load_dataset, split, with_labels
 from ..errors import CheckpointError, ConfigError
 from ..evaluation.metrics import evaluate
@@ -75,6 +76,12 @@ class Run:
         return self.model
 
 
+def load_like(config: RunConfig, source: str, *, labels: str | None = None) -> Dataset:
+    """Data from ``source``, scaled and binarized as the run's own data were."""
+    data = config.data
+    return load_dataset(source, binarize=data.binarize, scale=data.scale, labels=labels)
+
+
 def load_run_data(config: RunConfig) -> tuple[Dataset, Dataset, Dataset]:
     """The run's data, binarized as configured, split into train, valid and test by seed.
 
@@ -83,9 +90,7 @@ def load_run_data(config: RunConfig) -> tuple[Dataset, Dataset, Dataset]:
     """
     data = config.data
     labelled = config.model.kind != "vae"
-    dataset = load_dataset(
-        data.source, binarize=data.binarize, labels=data.labels if labelled else None
-    )
+    dataset = load_like(config, data.source, labels=data.labels if labelled else None)
     if labelled and data.labels is None:
         dataset = with_labels(dataset, None)  # the dataset's own labels, or a clear error
     fractions = (data.valid_fraction, data.test_fraction)
@@ -170,7 +175,7 @@ def _plan(config: RunConfig, train: Dataset, valid: Dataset, test: Dataset, resu
     """Build the model of ``config`` and what the Trainer needs to fit it."""
     if config.model.kind != "vae":
         return _semi_supervised_plan(config, train, valid, _num_classes(train, valid, test))
-    model = build_model(config.model, train.x.shape[1])
+    model = build_model(config.model, train.x.shape[1], train.image_shape)
     model.check_data(train.x)  # before the pseudo-inputs draw from the same random stream
     if config.model.pseudo_inputs == "data" and isinstance(model.prior, VampPrior):
         model.prior.initialize_from(train.x)
@@ -195,7 +200,7 @@ def _semi_supervised_plan(
     assert train.y is not None and valid.y is not None
     features = _m1_features(config, train.x)
     data_dim = train.x.shape[1] if features is None else features.out_dim
-    model = build_semi_supervised(config.model, data_dim, num_classes, features)
+    model = build_semi_supervised(config.model, data_dim, num_classes, features, train.image_shape)
     model.check_data(train.x, train.y)
     options = config.train
     return _Plan(
@@ -242,7 +247,7 @@ def _test_metrics(config: RunConfig, model: nn.Module, test: Dataset) -> dict[st
 def _draw(run: Run, data: Dataset) -> None:
     """The run's figures and report (none yet for mean-field runs)."""
     if isinstance(run.model, SemiSupervisedVAE):
-        if run.image_shape is not None and len(run.image_shape) == 2:
+        if run.image_shape is not None:
             draw_label_figures(run, data)
     elif run.config.train.inference != "mean-field":
         draw_figures(run, data)
@@ -308,14 +313,15 @@ def load_run(path: str | Path, *, checkpoint: str = "model.safetensors") -> Run:
     config = _read_config(path)
     facts = load_json(path / "run.json")
     model: VAE | SemiSupervisedVAE
+    shape = as_image_shape(facts.get("image_shape"))
     with torch.random.fork_rng(devices=[]):  # weights not in the checkpoint: seeded, as trained
         torch.manual_seed(config.seed)
         if config.model.kind == "vae":
-            model = build_model(config.model, int(facts["data_dim"]))
+            model = build_model(config.model, int(facts["data_dim"]), shape)
         else:
             features = _m1_features(config)
             dim, classes = facts["feature_dim"], facts["num_classes"]
-            model = build_semi_supervised(config.model, dim, classes, features)
+            model = build_semi_supervised(config.model, dim, classes, features, shape)
     verify(path / checkpoint)
     state = load_tensors(path / checkpoint)
     saved: torch.nn.Module = model
@@ -324,8 +330,7 @@ def load_run(path: str | Path, *, checkpoint: str = "model.safetensors") -> Run:
         saved = PerExampleVAE(model.decoder, model.prior, int(facts["num_train"]))
     load_state_into(saved, state, path / checkpoint)
     model.eval()
-    shape = tuple(facts["image_shape"]) if facts.get("image_shape") else None
-    return Run(path, config, model, shape, facts)
+    return Run(path, config, model, as_image_shape(facts.get("image_shape")), facts)
 
 
 def _read_config(path: Path) -> RunConfig:

@@ -1,15 +1,16 @@
 """Data: loaders returning tensors, splitting, and checks that fail early with a fix.
 
-Formats: ``.npy``, ``.npz``, CSV, MNIST IDX (``*-ubyte`` / ``*-ubyte.gz``) and Larochelle's
-``.amat`` text. Named datasets (see :mod:`aevb.data.datasets`):
+Formats: ``.npy``, ``.npz``, CSV, MNIST IDX (``*-ubyte`` / ``*-ubyte.gz``), Larochelle's
+``.amat`` text, and a folder of PNG/JPEG images (:mod:`aevb.data.images`). Named datasets
+(see :mod:`aevb.data.datasets`):
 
 - ``digits``: scikit-learn's 1,797 8x8 handwritten digits, grey levels scaled to [0, 1];
 - ``digits-binary``: the same, binarized at half intensity;
 - ``binarized-mnist`` (or ``binarized-mnist:PATH``): the statically binarized MNIST benchmark
   with its fixed train/valid/test split, from a folder, the cache, or downloaded once.
 
-Every loader returns a :class:`Dataset` with ``x`` of shape ``(n, data_dim)`` (images are
-flattened; ``image_shape`` remembers how to show them).
+Every loader returns a :class:`Dataset` with ``x`` of shape ``(n, data_dim)``: images are
+flattened in (C, H, W) order and ``image_shape`` is their ``(C, H, W)``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 
 from ..errors import DataError
 from .datasets import load_binarized_mnist, load_digits
+from .images import image_shape_of, load_image_folder
 
 NAMED_DATASETS = ("digits", "digits-binary", "binarized-mnist")
 
@@ -34,8 +36,8 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Examples ``x (n, data_dim)``, optional labels ``y (n,)`` (-1: unknown), how to show an
-    example, ``splits``: sizes of a predefined (train, valid, test) split, rows in order, and
+    """Examples ``x (n, data_dim)``, optional labels ``y (n,)`` (-1: unknown), the ``(C, H, W)``
+    of image data, ``splits``: sizes of a predefined (train, valid, test) split, rows in order, and
     the names of text labels."""
 
     x: torch.Tensor
@@ -54,14 +56,23 @@ class Dataset:
 
 
 def load_dataset(
-    source: str | Path, *, binarize: float | None = None, labels: str | None = None
+    source: str | Path,
+    *,
+    binarize: float | None = None,
+    labels: str | None = None,
+    scale: float | None = None,
 ) -> Dataset:
-    """Load a named dataset or a file, check it is finite, optionally binarize it.
+    """Load a named dataset, a file or a folder of images; check it is finite; optionally
+    scale and binarize it.
 
     Args:
-        source: a name from :data:`NAMED_DATASETS` or a path; ``file.npz:key`` picks an
-            array from an ``.npz`` archive.
-        binarize: threshold t: ``x >= t`` becomes 1, the rest 0 (``None`` keeps values).
+        source: a name from :data:`NAMED_DATASETS`, a path, or a folder of images (one
+            subfolder per class gives labels); ``file.npz:key`` picks an array from an
+            ``.npz`` archive.
+        binarize: threshold t: ``x >= t`` becomes 1, the rest 0 (``None`` keeps values);
+            applied after ``scale``.
+        scale: divide every value by this (255: 8-bit pixels to [0, 1]); ``None`` keeps the
+            values as read (8-bit images as counts 0..255).
         labels: where the labels are, see :func:`with_labels` (``None``: the dataset's own,
             if any; missing ones are then not an error).
 
@@ -71,11 +82,13 @@ def load_dataset(
     name = str(source)
     if name in ("digits", "digits-binary"):
         x, y = load_digits(binary=name == "digits-binary")
-        dataset = Dataset(x=x, y=y, image_shape=(8, 8), name=name)
+        dataset = Dataset(x=x, y=y, image_shape=(1, 8, 8), name=name)
     elif name == "binarized-mnist" or name.startswith("binarized-mnist:"):
         path = name.partition(":")[2] or None
         x, own_labels, sizes = load_binarized_mnist(path)
-        dataset = Dataset(x, own_labels, (28, 28), "binarized-mnist", splits=sizes)
+        dataset = Dataset(x, own_labels, (1, 28, 28), "binarized-mnist", splits=sizes)
+    elif Path(name).is_dir():
+        dataset = _image_folder(Path(name))
     else:
         path, key = name.rsplit(":", 1) if ".npz:" in name else (name, None)
         if labels is not None and _csv_column(Path(path), labels) is not None:
@@ -85,6 +98,10 @@ def load_dataset(
     if labels is not None:
         dataset = with_labels(dataset, labels)
     check_finite(dataset.x, dataset.name)
+    if scale is not None:
+        if not (math.isfinite(scale) and scale > 0):
+            raise DataError(f"scale must be a positive number, got {scale}: e.g. 255 for 8-bit")
+        dataset = replace(dataset, x=dataset.x / scale)
     if binarize is not None:
         dataset = replace(dataset, x=(dataset.x >= binarize).to(dataset.x.dtype))
     return dataset
@@ -263,19 +280,37 @@ def _load_idx(path: Path) -> np.ndarray:
 def _to_dataset(array: np.ndarray, name: str) -> Dataset:
     if array.ndim < 2 or array.ndim > 4:
         raise DataError(
-            f"{name}: expected examples in rows, shape (n, features) or (n, height, width), "
-            f"got shape {array.shape}: reshape it so the first axis indexes examples"
+            f"{name}: expected examples in rows, shape (n, features), (n, H, W), (n, C, H, W) "
+            f"or (n, H, W, C), got shape {array.shape}: reshape it so the first axis indexes "
+            "examples"
         )
     if not np.issubdtype(array.dtype, np.number) and array.dtype != np.bool_:
         raise DataError(f"{name}: expected numbers, got dtype {array.dtype}")
-    image_shape = tuple(array.shape[1:]) if array.ndim > 2 else _square(array.shape[1])
-    x = torch.as_tensor(array.reshape(array.shape[0], -1), dtype=torch.float32)
+    if np.iscomplexobj(array):
+        raise DataError(f"{name}: complex numbers ({array.dtype}) are not data aevb models")
+    image_shape: tuple[int, ...] | None = None
+    if array.ndim > 2:
+        image_shape, channels_last = image_shape_of(array.shape, name)
+        if channels_last:
+            array = np.moveaxis(array, -1, 1)
+    else:
+        image_shape = _square(array.shape[1])
+    x = torch.as_tensor(
+        np.ascontiguousarray(array).reshape(array.shape[0], -1), dtype=torch.float32
+    )
     return Dataset(x=x, image_shape=image_shape, name=name)
 
 
-def _square(data_dim: int) -> tuple[int, int] | None:
+def _image_folder(folder: Path) -> Dataset:
+    images, labels, shape, names = load_image_folder(folder)
+    x = torch.as_tensor(images.reshape(len(images), -1), dtype=torch.float32)
+    y = None if labels is None else _label_codes(labels, str(folder))
+    return Dataset(x=x, y=y, image_shape=shape, name=folder.name, label_names=names)
+
+
+def _square(data_dim: int) -> tuple[int, int, int] | None:
     side = math.isqrt(data_dim)
-    return (side, side) if side * side == data_dim and side > 1 else None
+    return (1, side, side) if side * side == data_dim and side > 1 else None
 
 
 def check_finite(x: torch.Tensor, name: str = "data", *, allow_missing: bool = False) -> None:

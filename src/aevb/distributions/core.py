@@ -22,6 +22,8 @@ from torch.distributions import (
     constraints,
 )
 
+from .discretized import Grid
+
 
 class ValueCategorical(Categorical):
     """Categorical over the ordered values ``0, 1, ..., C-1`` (pixel intensities, counts).
@@ -238,5 +240,11 @@ def support_fix(support: constraints.Constraint) -> str:
         return (
             f"this likelihood needs integers {support.lower_bound}..{support.upper_bound}: "
             "round or rescale the values, or raise num_categories"
+        )
+    if isinstance(support, Grid):
+        return (
+            f"this likelihood needs values on {support.num_bins} even steps from {support.low} "
+            f"to {support.high}: scale 8-bit pixels to [0, 1] (--scale 255) or set "
+            "num_categories to the number of levels"
         )
     return f"choose a likelihood whose support ({support}) contains the data"

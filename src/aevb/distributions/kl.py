@@ -61,3 +61,26 @@ def kl_per_dim(
     if q.reinterpreted_batch_ndims != 1 or p.reinterpreted_batch_ndims != 1:
         return None
     return kl(q.base_dist, p.base_dist, z, analytic=analytic)
+
+
+def kl_per_layer(q: Distribution, p: Distribution, z: torch.Tensor) -> torch.Tensor | None:
+    """Monte Carlo KL of each latent layer, ``(B, L)``, when q and p are chains of layers
+    (:class:`aevb.distributions.chain.MarkovChain`): mean over samples of
+    log q(z_l | .) - log p(z_l | .), which sums to the KL of the whole hierarchy.
+
+    Returns ``None`` unless both are chains with the same layer sizes.
+    """
+    q_layers, p_layers = getattr(q, "layer_log_probs", None), getattr(p, "layer_log_probs", None)
+    if q_layers is None or p_layers is None or getattr(q, "sizes", 0) != getattr(p, "sizes", 1):
+        return None
+    pairs = zip(q_layers(z), p_layers(z), strict=True)
+    return torch.stack([(log_q - log_p).mean(0) for log_q, log_p in pairs], dim=-1)
+
+
+def kl_groups(
+    q: Distribution, p: Distribution, z: torch.Tensor, *, analytic: bool = True
+) -> torch.Tensor | None:
+    """The KL split into the groups that free bits threshold one by one, ``(B, groups)``:
+    layers of a hierarchy (:func:`kl_per_layer`), else dimensions (:func:`kl_per_dim`)."""
+    layers = kl_per_layer(q, p, z)
+    return layers if layers is not None else kl_per_dim(q, p, z, analytic=analytic)

@@ -11,6 +11,7 @@ from .metrics import (
     encode_means,
     evaluate,
     kl_per_dimension,
+    layer_summary,
     log_px,
     summarize,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "evaluate",
     "inference_gaps",
     "kl_per_dimension",
+    "layer_summary",
     "log_px",
     "summarize",
 ]

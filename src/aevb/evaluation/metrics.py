@@ -18,7 +18,7 @@ import torch
 from torch.distributions import Distribution
 
 from ..distributions.core import DiagonalNormalMixture, is_diagonal_normal
-from ..distributions.kl import kl, kl_per_dim
+from ..distributions.kl import kl, kl_per_dim, kl_per_layer
 from ..inference.objectives import ELBOTerms, elbo
 from ..models.vae import VAE
 from ..nn.utils import device_of
@@ -94,6 +94,38 @@ def kl_per_dimension(
         part = per_dim.sum(0).double().cpu()
         total = part if total is None else total + part
     return None if total is None else total / x.shape[0]
+
+
+@torch.no_grad()
+def layer_summary(
+    model: VAE,
+    x: torch.Tensor,
+    activity: torch.Tensor,
+    threshold: float = 0.01,
+    num_samples: int = 16,
+) -> dict[str, list[float]] | None:
+    """Per latent layer of a hierarchy: its average KL (Monte Carlo, ``num_samples`` draws;
+    the layers' KLs add up to the total) and its active units; ``None`` for one layer.
+
+    Args:
+        activity: ``(latent_dim,)`` from :func:`active_units`, layers concatenated z_1 first.
+    """
+    qz = model.encode(x[:1])
+    sizes = getattr(qz, "sizes", None)
+    if sizes is None or len(sizes) < 2:
+        return None
+    total = torch.zeros(len(sizes), dtype=torch.float64)
+    for batch in _batches(model, x, 1000):
+        qz, pz = model.encode(batch), model.prior()
+        per_layer = kl_per_layer(qz, pz, qz.sample((num_samples,)))
+        assert per_layer is not None
+        total += per_layer.sum(0).double().cpu()
+    active = [int((part > threshold).sum()) for part in activity.split(list(sizes))]
+    return {
+        "layer_sizes": list(sizes),
+        "kl_per_layer": (total / x.shape[0]).tolist(),
+        "active_units_per_layer": active,
+    }
 
 
 # -- log p(x) by importance sampling --------------------------------------------------------
@@ -314,6 +346,7 @@ def summarize(
     terms = evaluate(model, x)
     activity, active = active_units(model, x, threshold)
     per_dim = kl_per_dimension(model, x)
+    layers = layer_summary(model, x, activity, threshold)
     surgery = elbo_surgery(model, x[:surgery_points])
     data_dim = x[0].numel()
     summary: dict[str, Any] = {
@@ -339,6 +372,7 @@ def summarize(
         "surgery_stderr": surgery.stderr,
         "surgery_points": surgery.num_data,
         "log_px_seconds": seconds,
+        **(layers or {}),
         "warnings": [],
     }
     inactive = (~active).nonzero().flatten().tolist()

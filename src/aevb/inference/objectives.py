@@ -19,7 +19,7 @@ import torch
 from torch.distributions import Distribution
 
 from ..distributions.core import detach
-from ..distributions.kl import kl, kl_per_dim
+from ..distributions.kl import kl, kl_groups
 
 
 class Terms(Protocol):
@@ -95,8 +95,9 @@ def elbo(
             ELBO with q's parameters detached inside log q(z|x), dropping the score term
             whose expectation is zero; zero variance when q is the exact posterior.
         free_bits: nats per latent dimension below which the batch-averaged KL of that
-            dimension is not penalized (Kingma et al. 2016); for priors that do not factorize
-            over dimensions, the threshold is ``free_bits * latent_dim`` on the total KL.
+            dimension is not penalized (Kingma et al. 2016); per layer for a hierarchy of
+            latent layers (its KL per layer); for priors that do not factorize over
+            dimensions, the threshold is ``free_bits * latent_dim`` on the total KL.
 
     Returns:
         :class:`ELBOTerms` with ``(B,)`` terms and the scalar ``surrogate``.
@@ -117,7 +118,7 @@ def elbo(
     log_px_z = px.log_prob(x).mean(0)  # (B,)
     pz = model.prior()
     q_in_kl = detach(qz) if stl else qz
-    kl_dims = kl_per_dim(q_in_kl, pz, z, analytic=analytic_kl) if free_bits > 0 else None
+    kl_dims = kl_groups(q_in_kl, pz, z, analytic=analytic_kl) if free_bits > 0 else None
     if kl_dims is not None:
         kl_value = kl_dims.sum(-1)
         penalty = kl_dims.mean(0).clamp(min=free_bits).sum()

@@ -7,11 +7,13 @@ from .heads import (
     CategoricalHead,
     ColumnsHead,
     ContinuousBernoulliHead,
+    DiscretizedLogisticHead,
     FullCovarianceNormalHead,
     LaplaceHead,
     NegativeBinomialHead,
     NormalHead,
 )
+from .hierarchy import BottomUpEncoder, LadderEncoder, TopDownPrior, hierarchical_vae
 from .per_example import PerExampleVAE
 from .priors import LearnedNormalPrior, MixturePrior, StandardNormalPrior, VampPrior
 from .semisupervised import UNLABELLED, M1Features, SemiSupervisedVAE, mlp_m2
@@ -21,10 +23,13 @@ __all__ = [
     "UNLABELLED",
     "VAE",
     "BernoulliHead",
+    "BottomUpEncoder",
     "CategoricalHead",
     "ColumnsHead",
     "ContinuousBernoulliHead",
+    "DiscretizedLogisticHead",
     "FullCovarianceNormalHead",
+    "LadderEncoder",
     "LaplaceHead",
     "LearnedNormalPrior",
     "M1Features",
@@ -35,7 +40,9 @@ __all__ = [
     "PlanarFlowHead",
     "SemiSupervisedVAE",
     "StandardNormalPrior",
+    "TopDownPrior",
     "VampPrior",
+    "hierarchical_vae",
     "mlp_m2",
     "mlp_vae",
 ]

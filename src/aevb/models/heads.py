@@ -11,13 +11,17 @@ parameters in their domains, data are checked once against the support before tr
 (:meth:`aevb.VAE.check_data`), and a NaN parameter surfaces as a NaN term that the trainer
 names, instead of a check on every step.
 
+Likelihood heads take ``projection``, the layer from features to parameters: ``nn.Linear`` by
+default; a convolutional decoder passes its per-pixel 1x1 convolution
+(:meth:`aevb.nn.ConvDecoder.projection`), laid out as ``(*batch, out_dim * P)`` value-major.
+
 Adding a likelihood is one class here plus one entry in the test registry
 (``tests/registry.py``), which runs every generic check on it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -36,6 +40,9 @@ from torch.distributions import (
 
 from ..distributions.columns import FAMILIES, ColumnGroup, Columns
 from ..distributions.core import IndependentBernoulli, ValueCategorical
+from ..distributions.discretized import DiscretizedLogisticMixture
+
+Projection = Callable[[int, int], nn.Module]  # (in_dim, out_dim) -> layer, nn.Linear's signature
 
 
 def _positive(raw: torch.Tensor, min_value: float) -> torch.Tensor:
@@ -46,10 +53,10 @@ def _positive(raw: torch.Tensor, min_value: float) -> torch.Tensor:
 class BernoulliHead(nn.Module):
     """p(x|h) = prod_d Bernoulli(x_d; sigmoid(W h + b)_d), for binary data x in {0, 1}."""
 
-    def __init__(self, in_dim: int, out_dim: int) -> None:
+    def __init__(self, in_dim: int, out_dim: int, *, projection: Projection = nn.Linear) -> None:
         super().__init__()
         self.in_dim, self.out_dim = in_dim, out_dim
-        self.logits = nn.Linear(in_dim, out_dim)
+        self.logits = projection(in_dim, out_dim)
 
     def forward(self, h: torch.Tensor) -> Distribution:
         return IndependentBernoulli(self.logits(h))
@@ -62,10 +69,10 @@ class ContinuousBernoulliHead(nn.Module):
     the "Bernoulli on grey pixels" loss is missing.
     """
 
-    def __init__(self, in_dim: int, out_dim: int) -> None:
+    def __init__(self, in_dim: int, out_dim: int, *, projection: Projection = nn.Linear) -> None:
         super().__init__()
         self.in_dim, self.out_dim = in_dim, out_dim
-        self.logits = nn.Linear(in_dim, out_dim)
+        self.logits = projection(in_dim, out_dim)
 
     def forward(self, h: torch.Tensor) -> Distribution:
         return Independent(ContinuousBernoulli(logits=self.logits(h), validate_args=False), 1)
@@ -83,15 +90,21 @@ class NormalHead(nn.Module):
     """
 
     def __init__(
-        self, in_dim: int, out_dim: int, scale: float | None = None, min_scale: float = 1e-3
+        self,
+        in_dim: int,
+        out_dim: int,
+        scale: float | None = None,
+        min_scale: float = 1e-3,
+        *,
+        projection: Projection = nn.Linear,
     ) -> None:
         super().__init__()
         self.in_dim, self.out_dim, self.min_scale = in_dim, out_dim, min_scale
-        self.loc = nn.Linear(in_dim, out_dim)
-        self.raw_scale: nn.Linear | None = None
+        self.loc = projection(in_dim, out_dim)
+        self.raw_scale: nn.Module | None = None
         self.fixed_scale: torch.Tensor
         if scale is None:
-            self.raw_scale = nn.Linear(in_dim, out_dim)
+            self.raw_scale = projection(in_dim, out_dim)
         else:
             if not scale > 0:
                 raise ValueError(f"NormalHead scale must be positive, got {scale}")
@@ -109,11 +122,18 @@ class NormalHead(nn.Module):
 class LaplaceHead(nn.Module):
     """p(x|h) = prod_d Laplace(x_d; mu(h)_d, b(h)_d), a heavy-tailed real likelihood."""
 
-    def __init__(self, in_dim: int, out_dim: int, min_scale: float = 1e-3) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        min_scale: float = 1e-3,
+        *,
+        projection: Projection = nn.Linear,
+    ) -> None:
         super().__init__()
         self.in_dim, self.out_dim, self.min_scale = in_dim, out_dim, min_scale
-        self.loc = nn.Linear(in_dim, out_dim)
-        self.raw_scale = nn.Linear(in_dim, out_dim)
+        self.loc = projection(in_dim, out_dim)
+        self.raw_scale = projection(in_dim, out_dim)
 
     def forward(self, h: torch.Tensor) -> Distribution:
         scale = _positive(self.raw_scale(h), self.min_scale)
@@ -128,11 +148,18 @@ class NegativeBinomialHead(nn.Module):
     counts need (Lopez et al. 2018, scVI). ``r`` (``total_count``) is softplus + ``min_count``.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, min_count: float = 1e-3) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        min_count: float = 1e-3,
+        *,
+        projection: Projection = nn.Linear,
+    ) -> None:
         super().__init__()
         self.in_dim, self.out_dim, self.min_count = in_dim, out_dim, min_count
-        self.logits = nn.Linear(in_dim, out_dim)
-        self.raw_total_count = nn.Linear(in_dim, out_dim)
+        self.logits = projection(in_dim, out_dim)
+        self.raw_total_count = projection(in_dim, out_dim)
 
     def forward(self, h: torch.Tensor) -> Distribution:
         total_count = _positive(self.raw_total_count(h), self.min_count)
@@ -147,16 +174,64 @@ class CategoricalHead(nn.Module):
     distribution's mean is the expected value, so it can be shown as an image.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, num_categories: int) -> None:
+    def __init__(
+        self, in_dim: int, out_dim: int, num_categories: int, *, projection: Projection = nn.Linear
+    ) -> None:
         super().__init__()
         if num_categories < 2:
             raise ValueError(f"CategoricalHead needs num_categories >= 2, got {num_categories}")
         self.in_dim, self.out_dim, self.num_categories = in_dim, out_dim, num_categories
-        self.logits = nn.Linear(in_dim, out_dim * num_categories)
+        self.logits = projection(in_dim, out_dim * num_categories)
 
     def forward(self, h: torch.Tensor) -> Distribution:
         logits = self.logits(h).unflatten(-1, (self.out_dim, self.num_categories))
         return Independent(ValueCategorical(logits=logits, validate_args=False), 1)
+
+
+class DiscretizedLogisticHead(nn.Module):
+    """p(x|h) = prod_d sum_k pi_dk DLogistic(x_d; mu_dk, s_dk): 8-bit pixels scaled to [0, 1].
+
+    A :class:`aevb.distributions.DiscretizedLogisticMixture` over ``num_bins`` levels per value
+    (PixelCNN++, Salimans et al. 2017; one component is the IAF paper's likelihood). The
+    scales are ``min_log_scale + softplus(raw - min_log_scale)`` in log space, bounded below
+    as PixelCNN++ clamps them at -7, but with a gradient everywhere.
+
+    Args:
+        in_dim: size of the hidden features ``h``.
+        out_dim: D, values per datum.
+        num_components: K logistics per value.
+        num_bins: levels per value (256: 8-bit); the grid is j / (num_bins - 1) in [0, 1].
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        num_components: int = 5,
+        num_bins: int = 256,
+        min_log_scale: float = -7.0,
+        *,
+        projection: Projection = nn.Linear,
+    ) -> None:
+        super().__init__()
+        if num_components < 1 or num_bins < 2:
+            raise ValueError(
+                f"need num_components >= 1, num_bins >= 2: {num_components}, {num_bins}"
+            )
+        self.in_dim, self.out_dim = in_dim, out_dim
+        self.num_components, self.num_bins, self.min_log_scale = (
+            num_components,
+            num_bins,
+            min_log_scale,
+        )
+        self.params = projection(in_dim, out_dim * 3 * num_components)
+
+    def forward(self, h: torch.Tensor) -> Distribution:
+        raw = self.params(h).unflatten(-1, (self.out_dim, 3, self.num_components))
+        logits, loc, raw_scale = raw.unbind(-2)
+        floor = self.min_log_scale
+        log_scale = floor + F.softplus(raw_scale - floor)
+        return DiscretizedLogisticMixture(logits, loc, log_scale, num_bins=self.num_bins)
 
 
 class ClassHead(nn.Module):

@@ -31,6 +31,7 @@ from ..data.loaders import check_finite
 from ..distributions.kl import kl
 from ..errors import DataError
 from ..nn.mlp import MLP, LabelConditionedMLP
+from ..nn.utils import out_dim
 from .heads import BernoulliHead, ClassHead, NormalHead
 from .priors import StandardNormalPrior
 from .vae import VAE
@@ -39,14 +40,25 @@ UNLABELLED = -1
 
 
 class Conditional(nn.Module):
-    """``head(body(inputs, y))``: a label-conditioned network returning a distribution."""
+    """``head(after(body(before(inputs), y)))``: a label-conditioned network returning a
+    distribution; ``before`` and ``after`` are unconditioned bodies (e.g. convolutional ones
+    around a :class:`aevb.nn.LabelConditionedMLP`), the identity when not given."""
 
-    def __init__(self, body: nn.Module, head: nn.Module) -> None:
+    def __init__(
+        self,
+        body: nn.Module,
+        head: nn.Module,
+        *,
+        before: nn.Module | None = None,
+        after: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.body, self.head = body, head
+        self.before = before if before is not None else nn.Identity()
+        self.after = after if after is not None else nn.Identity()
 
     def forward(self, inputs: torch.Tensor, y: torch.Tensor) -> Distribution:
-        return self.head(self.body(inputs, y))
+        return self.head(self.after(self.body(self.before(inputs), y)))
 
 
 class SemiSupervisedVAE(nn.Module):
@@ -305,10 +317,11 @@ def mlp_m2(
     latent_dim: int = 50,
     hidden_dims: Sequence[int] = (500,),
     *,
-    likelihood: Callable[[int, int], nn.Module] = BernoulliHead,
+    likelihood: Callable[..., nn.Module] = BernoulliHead,
     activation: type[nn.Module] = nn.Softplus,
     classifier: bool = True,
     features: nn.Module | None = None,
+    image_bodies: Callable[[int], tuple[nn.Module, nn.Module, nn.Module]] | None = None,
 ) -> SemiSupervisedVAE:
     """M2 (or, with ``classifier=False``, a conditional VAE) from MLPs.
 
@@ -322,6 +335,10 @@ def mlp_m2(
             ``BernoulliHead`` for binary pixels or ``NormalHead`` for real features (M1+M2).
         features: a fixed map applied to the data first, e.g. :class:`M1Features`; then
             ``data_dim`` is its output size (``features.out_dim``).
+        image_bodies: for images, ``width -> (encoder body, classifier body, decoder body)``:
+            convolutional bodies of x for q(z|x,y) and q(y|x), and from the decoder MLP's
+            last ``width`` to the pixels' features (:class:`aevb.nn.ConvDecoder`, whose
+            per-pixel projection the likelihood head then uses).
 
     Example (M1+M2, with ``m1`` a trained :class:`aevb.VAE`):
         >>> features = M1Features(m1, train_x)  # doctest: +SKIP
@@ -329,17 +346,25 @@ def mlp_m2(
         ...     features.out_dim, 10, likelihood=NormalHead, features=features
         ... )  # doctest: +SKIP
     """
-    encoder = Conditional(
-        LabelConditionedMLP(data_dim, num_classes, hidden_dims, activation),
-        NormalHead(hidden_dims[-1], latent_dim),
-    )
     decoder_widths = tuple(reversed(hidden_dims))
+    x_body, qy_body, pixels = image_bodies(decoder_widths[-1]) if image_bodies else (None,) * 3
+    x_dim = out_dim(x_body) if x_body is not None else data_dim
+    encoder = Conditional(
+        LabelConditionedMLP(x_dim, num_classes, hidden_dims, activation),
+        NormalHead(hidden_dims[-1], latent_dim),
+        before=x_body,
+    )
     decoder_body = LabelConditionedMLP(latent_dim, num_classes, decoder_widths, activation)
-    decoder = Conditional(decoder_body, likelihood(decoder_body.out_dim, data_dim))
+    if pixels is None:
+        head = likelihood(decoder_body.out_dim, data_dim)
+    else:
+        head = likelihood(out_dim(pixels), data_dim, projection=pixels.projection)
+    decoder = Conditional(decoder_body, head, after=pixels)
     qy = None
     if classifier:
-        body = MLP(data_dim, hidden_dims, activation)
-        qy = nn.Sequential(body, ClassHead(body.out_dim, num_classes))
+        body = MLP(x_dim, hidden_dims, activation)
+        first = [qy_body] if qy_body is not None else []
+        qy = nn.Sequential(*first, body, ClassHead(body.out_dim, num_classes))
     prior = StandardNormalPrior(latent_dim)
     return SemiSupervisedVAE(encoder, decoder, prior, num_classes, qy, features)
 

@@ -98,6 +98,13 @@ def check_data(model: Any, x: torch.Tensor) -> None:
     # Likelihoods over rows with holes (aevb.distributions.columns.Columns) skip NaN entries.
     check_finite(x, allow_missing=getattr(px, "handles_missing", False))
     if tuple(x.shape[1:]) != tuple(px.event_shape) or x.ndim < 2:
+        images = [m.image_shape for m in model.modules() if hasattr(m, "image_shape")]
+        if images:  # a convolutional model: name its image shape
+            raise DataError(
+                f"the model was built for images of shape {images[0]} (C, H, W), "
+                f"{px.event_shape[0]} values each; got data of shape {tuple(x.shape)}: give "
+                "images of that shape and channel count, or train a model on these images"
+            )
         raise DataError(
             f"the model's likelihood is over examples of shape {tuple(px.event_shape)}, "
             f"got data of shape {tuple(x.shape)}: give an (n, "

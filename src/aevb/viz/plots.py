@@ -38,15 +38,23 @@ def image_grid(
     images: torch.Tensor, image_shape: tuple[int, ...], *, num_columns: int | None = None
 ) -> np.ndarray:
     """Tile ``(n, data_dim)`` images into one ``(rows * (h + 1) + 1, columns * (w + 1) + 1)``
-    array; values are clipped to [0, 1] and a one-pixel grey border separates the tiles."""
-    if len(image_shape) != 2:
-        raise ValueError(f"image_grid needs a (height, width) image shape, got {image_shape}")
+    array (with a last axis of 3 for colour); values are clipped to [0, 1] and a one-pixel
+    grey border separates the tiles.
+
+    ``image_shape`` is ``(C, H, W)`` (or ``(H, W)``): one channel is grey, three are RGB, four
+    RGBA (shown without alpha); other channel counts show their first channel.
+    """
+    if len(image_shape) not in (2, 3):
+        raise ValueError(f"image_grid needs a (C, H, W) or (H, W) image shape, got {image_shape}")
     n = images.shape[0]
-    height, width = image_shape
+    channels, height, width = image_shape if len(image_shape) == 3 else (1, *image_shape)
     columns = num_columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
-    grid = np.full((rows * (height + 1) + 1, columns * (width + 1) + 1), 0.5, dtype=np.float32)
-    tiles = images.detach().float().clamp(0, 1).reshape(n, height, width).cpu().numpy()
+    tiles = images.detach().float().clamp(0, 1).reshape(n, channels, height, width).cpu().numpy()
+    colour = channels in (3, 4)
+    tiles = tiles[:, :3].transpose(0, 2, 3, 1) if colour else tiles[:, 0]
+    grid_shape = (rows * (height + 1) + 1, columns * (width + 1) + 1) + ((3,) if colour else ())
+    grid = np.full(grid_shape, 0.5, dtype=np.float32)
     for index, tile in enumerate(tiles):
         row, column = divmod(index, columns)
         top, left = 1 + row * (height + 1), 1 + column * (width + 1)
@@ -64,9 +72,9 @@ def save_image_grid(
 ) -> Path:
     """Write :func:`image_grid` of ``images`` to a PNG, each pixel drawn ``scale`` times."""
     grid = image_grid(to_unit_range(images), image_shape, num_columns=num_columns)
-    grid = np.kron(grid, np.ones((scale, scale), dtype=grid.dtype))
+    grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
     path = Path(path)
-    _pyplot().imsave(path, grid, cmap="gray", vmin=0.0, vmax=1.0)
+    _pyplot().imsave(path, grid, cmap="gray", vmin=0.0, vmax=1.0)  # cmap: grey grids only
     return path
 
 

@@ -59,7 +59,7 @@ def draw_figures(
     if unknown:
         raise ConfigError(f"unknown figures {sorted(unknown)}; choose from {', '.join(FIGURES)}")
     model, folder, shape = run.model, Path(run.path), run.image_shape
-    images = shape is not None and len(shape) == 2
+    images = shape is not None
     data = spread_subset(data, max_points, seed)
     x, labels = data.x, data.y
     path = {name: folder / FIGURES[name][0] for name in FIGURES}
