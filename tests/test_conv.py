@@ -111,3 +111,22 @@ def test_bad_image_inputs_are_named() -> None:
     encoder = ConvEncoder((1, 8, 8), (4,))
     with pytest.raises(DataError, match=r"\(1, 8, 8\).*192 values"):
         encoder(torch.zeros(2, 192))  # 3-channel 8x8 data into a grey model
+
+
+@pytest.mark.parametrize("latent_layers", [None, (3,)])
+def test_spatial_latents_are_maps_on_the_smallest_feature_map(latent_layers) -> None:
+    from aevb.cli.build import build_model
+    from aevb.cli.config import ModelConfig
+
+    torch.manual_seed(5)
+    config = ModelConfig(
+        body="conv", channels=(8, 16), spatial_latents=True, latent_dim=2,
+        likelihood="bernoulli", latent_layers=latent_layers, hierarchy="ladder",
+    )  # fmt: skip
+    model = build_model(config, 17 * 23, (1, 17, 23))  # maps 17x23 -> 9x12 -> 5x6
+    x = (torch.rand(4, 17 * 23) > 0.5).float()
+    z1 = model.encode(x).rsample()[:, : 2 * 5 * 6]
+    assert z1.shape == (4, 60)  # 2 channels at each of 5 x 6 positions
+    assert model.decode(model.encode(x).rsample()).log_prob(x).shape == (4,)
+    assert model.latent_dim == 60 + (3 if latent_layers else 0)
+    elbo(model, x, analytic_kl=False).loss.backward()

@@ -5,10 +5,11 @@ The registries map each name that :mod:`aevb.cli.config` accepts to its part.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -79,9 +80,15 @@ def build_model(
     (images of ``image_shape`` ``(C, H, W)``, which convolutional bodies need)."""
     activation = ACTIVATIONS[config.activation]
     likelihood = LIKELIHOODS[config.likelihood](config)
-    encoder_body, decoder_body = _bodies(config, data_dim, image_shape)
+    encoder_body, decoder_body, z1_size = _bodies(config, data_dim, image_shape)
+    config = dataclasses.replace(config, latent_dim=z1_size)
     # (built before the likelihood head: the same initial weights as before hierarchies)
-    posterior = POSTERIORS[config.posterior](out_dim(encoder_body), config.latent_dim)
+    posterior: nn.Module
+    if config.spatial_latents:
+        spatial = cast(ConvEncoder, encoder_body).projection
+        posterior = NormalHead(out_dim(encoder_body), config.latent_dim, projection=spatial)
+    else:
+        posterior = POSTERIORS[config.posterior](out_dim(encoder_body), config.latent_dim)
     projection = getattr(decoder_body, "projection", nn.Linear)
     decoder = nn.Sequential(
         decoder_body, likelihood(out_dim(decoder_body), data_dim, projection=projection)
@@ -95,6 +102,7 @@ def build_model(
             hidden_dims=config.layer_hidden_dims,
             activation=activation,
             inference=config.hierarchy,
+            first_head=posterior if config.spatial_latents else None,
         )
     encoder = nn.Sequential(encoder_body, posterior)
     return VAE(encoder, decoder, PRIORS[config.prior](config, data_dim, encoder))
@@ -102,14 +110,17 @@ def build_model(
 
 def _bodies(
     config: ModelConfig, data_dim: int, image_shape: tuple[int, ...] | None
-) -> tuple[nn.Module, nn.Module]:
-    """The encoder body ``x -> h`` and the decoder body ``z_1 -> h`` of ``config.body``."""
+) -> tuple[nn.Module, nn.Module, int]:
+    """The encoder body ``x -> h`` and the decoder body ``z_1 -> h`` of ``config.body``, and
+    the size of z_1: ``latent_dim``, or ``latent_dim`` channels at every position of a
+    spatial latent."""
     activation = ACTIVATIONS[config.activation]
     if config.body == "mlp":
         decoder_widths = tuple(reversed(config.hidden_dims))
         return (
             MLP(data_dim, config.hidden_dims, activation),
             MLP(config.latent_dim, decoder_widths, activation),
+            config.latent_dim,
         )
     if image_shape is None:
         raise ConfigError(
@@ -118,10 +129,19 @@ def _bodies(
         )
     options: dict[str, Any] = {"norm": config.norm, "residual_blocks": int(config.body == "resnet")}
     encoder = ConvEncoder(image_shape, config.channels, activation, **options)
+    latent_dim = config.latent_dim
+    if config.spatial_latents:
+        height, width = encoder.sizes[-1]
+        latent_dim *= height * width
     decoder = ConvDecoder(
-        config.latent_dim, image_shape, tuple(reversed(config.channels)), activation, **options
+        latent_dim,
+        image_shape,
+        tuple(reversed(config.channels)),
+        activation,
+        spatial=config.spatial_latents,
+        **options,
     )
-    return encoder, decoder
+    return encoder, decoder, latent_dim
 
 
 def build_semi_supervised(

@@ -69,6 +69,7 @@ class ModelConfig:
     body: str = "mlp"  # mlp, conv (strided convolutions), resnet (conv + residual blocks)
     channels: tuple[int, ...] = (32, 64)  # conv/resnet: channels of each stride-2 stage
     norm: str = "none"  # conv/resnet: normalization after each convolution
+    spatial_latents: bool = False  # conv/resnet: z_1 is latent_dim channels on the last map
     latent_layers: tuple[int, ...] | None = None  # sizes of z_2 .. z_L above z_1 (latent_dim)
     layer_hidden_dims: tuple[int, ...] = (100, 100)  # MLPs between stochastic layers
     hierarchy: str = "bottom-up"  # inference through the layers: bottom-up or ladder
@@ -189,6 +190,8 @@ HELP = {
     "body": "encoder and decoder networks: mlp, conv (images), resnet (conv + residual blocks)",
     "channels": "conv/resnet: channels of each stride-2 stage, comma-separated (decoder: reversed)",
     "norm": "conv/resnet: normalization after each convolution",
+    "spatial_latents": "conv/resnet: z_1 is a map, latent_dim channels at each position of the "
+    "encoder's last h x w map (latent_dim * h * w values)",
     "latent_layers": "sizes of further latent layers z_2..z_L above z_1, e.g. 50 (none: one layer)",
     "layer_hidden_dims": "hierarchies: widths of the MLPs between latent layers",
     "hierarchy": "hierarchies: bottom-up inference (IWAE 2-layer) or ladder (top-down)",
@@ -269,6 +272,13 @@ def config_from_dict(raw: dict[str, Any], *, where: str = "config") -> RunConfig
 def _check_combinations(config: RunConfig, where: str) -> None:
     """Options of different sections that contradict each other, refused with the reason."""
     model, train = config.model, config.train
+    if model.spatial_latents and (model.body == "mlp" or model.posterior != "diagonal"):
+        raise ConfigError(
+            f"{where}: spatial_latents needs a convolutional body (body = 'conv' or 'resnet') "
+            "and the diagonal posterior"
+        )
+    if model.spatial_latents and model.kind != "vae":
+        raise ConfigError(f"{where}: spatial_latents is for kind = 'vae' models")
     if model.latent_layers:
         if train.refine_steps > 0:
             raise ConfigError(

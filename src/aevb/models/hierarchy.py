@@ -116,6 +116,7 @@ class LadderEncoder(nn.Module):
         prior: TopDownPrior,
         hidden_dims: Sequence[int] = (100, 100),
         activation: type[nn.Module] = nn.Tanh,
+        first_head: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.body, self.sizes, self._prior = body, prior.sizes, (prior,)
@@ -126,7 +127,10 @@ class LadderEncoder(nn.Module):
             paths.append(path)
             width.append(path.out_dim)
         self.paths = nn.ModuleList(paths)
-        self.heads = nn.ModuleList(NormalHead(w, d) for w, d in zip(width, self.sizes, strict=True))
+        heads: list[nn.Module] = [NormalHead(w, d) for w, d in zip(width, self.sizes, strict=True)]
+        if first_head is not None:  # e.g. per position, for a spatial z_1
+            heads[0] = first_head
+        self.heads = nn.ModuleList(heads)
 
     def forward(self, x: torch.Tensor) -> Distribution:
         estimates, d = [], self.body(x)
@@ -169,6 +173,7 @@ def hierarchical_vae(
     hidden_dims: Sequence[int] = (100, 100),
     activation: type[nn.Module] = nn.Tanh,
     inference: str = "bottom-up",
+    first_head: nn.Module | None = None,
 ) -> VAE:
     """A VAE with ``len(sizes)`` stochastic layers over the given bodies.
 
@@ -178,6 +183,9 @@ def hierarchical_vae(
         sizes: ``(d_1, ..., d_L)``, L >= 2; e.g. ``(100, 50)`` (Burda et al. 2015).
         hidden_dims: widths of the MLPs between stochastic layers (both directions).
         inference: ``"bottom-up"`` or ``"ladder"``.
+        first_head: the Gaussian head from ``encoder_body``'s features to z_1 (q(z_1|x)
+            bottom-up, the bottom-up estimate of z_1 for a ladder); a dense
+            :class:`NormalHead` by default, a per-position one for spatial latents.
 
     Example:
         >>> body = MLP(784, (200, 200), nn.Tanh)
@@ -190,9 +198,10 @@ def hierarchical_vae(
         raise ValueError(f"inference must be one of {INFERENCE_PATHS}, got {inference!r}")
     prior = TopDownPrior(sizes, hidden_dims, activation)
     encoder: nn.Module
+    head = first_head if first_head is not None else NormalHead(out_dim(encoder_body), sizes[0])
     if inference == "ladder":
-        encoder = LadderEncoder(encoder_body, prior, hidden_dims, activation)
+        encoder = LadderEncoder(encoder_body, prior, hidden_dims, activation, first_head=head)
     else:
-        first = nn.Sequential(encoder_body, NormalHead(out_dim(encoder_body), sizes[0]))
+        first = nn.Sequential(encoder_body, head)
         encoder = BottomUpEncoder(first, sizes, hidden_dims, activation)
     return VAE(encoder, nn.Sequential(FirstLayer(sizes[0]), decoder), prior)

@@ -127,11 +127,24 @@ class ConvEncoder(nn.Module):
             width = out
         self.layers = nn.Sequential(*layers)
         height, width_px = self.sizes[-1]
+        self.features = width
         self.out_dim = width * height * width_px
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         images, batch = _as_images(x, self.image_shape)
         return self.layers(images).reshape(*batch, self.out_dim)
+
+    def projection(self, in_dim: int, out_dim: int) -> PixelProjection:
+        """A posterior head's parameter layer for a *spatial* latent: ``out_dim / (h w)``
+        latent channels at each position of the last feature map, each from that position's
+        features (a 1x1 convolution), flattened in (channels, h, w) order."""
+        height, width = self.sizes[-1]
+        if in_dim != self.out_dim or out_dim % (height * width):
+            raise ValueError(
+                f"a spatial latent of this body has a multiple of {height}x{width} values, "
+                f"got {out_dim}"
+            )
+        return PixelProjection(self.features, (out_dim // (height * width), height, width), out_dim)
 
 
 class ConvDecoder(nn.Module):
@@ -149,6 +162,8 @@ class ConvDecoder(nn.Module):
         image_shape: ``(C, H, W)`` of one datum.
         channels: channels of each stage, from the smallest map up, e.g. ``(64, 32)``.
         features: feature maps handed to the head (default: ``channels[-1]``).
+        spatial: z is a spatial latent, ``in_dim / (h w)`` channels on the smallest map of
+            h x w (:meth:`ConvEncoder.projection`): a 3x3 convolution replaces the linear map.
     """
 
     def __init__(
@@ -161,13 +176,25 @@ class ConvDecoder(nn.Module):
         norm: str = "none",
         residual_blocks: int = 0,
         features: int | None = None,
+        spatial: bool = False,
     ) -> None:
         super().__init__()
         self.image_shape = _chw(image_shape)
         sizes = _check_size(self.image_shape, len(channels))[::-1]  # smallest first
         self.in_dim, self.start = in_dim, (channels[0], *sizes[0])
-        self.linear = nn.Sequential(nn.Linear(in_dim, channels[0] * sizes[0][0] * sizes[0][1]))
-        self.linear.append(activation())
+        self.latent_shape: tuple[int, int, int] | None = None
+        first: nn.Module
+        if spatial:
+            positions = sizes[0][0] * sizes[0][1]
+            if in_dim % positions:
+                raise ValueError(
+                    f"a spatial z here has a multiple of {positions} values, got {in_dim}"
+                )
+            self.latent_shape = (in_dim // positions, *sizes[0])
+            first = nn.Conv2d(self.latent_shape[0], channels[0], 3, padding=1)
+        else:
+            first = nn.Linear(in_dim, channels[0] * sizes[0][0] * sizes[0][1])
+        self.linear = nn.Sequential(first, activation())
         layers: list[nn.Module] = []
         widths = [*channels, features or channels[-1]]
         for stage, (height, width) in enumerate(sizes[1:]):
@@ -189,7 +216,10 @@ class ConvDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         batch = z.shape[:-1]
-        maps = self.linear(z).reshape(-1, *self.start)
+        if self.latent_shape is not None:
+            maps = self.linear(z.reshape(-1, *self.latent_shape))
+        else:
+            maps = self.linear(z).reshape(-1, *self.start)
         return self.layers(maps).reshape(*batch, self.out_dim)
 
     def projection(self, in_dim: int, out_dim: int) -> PixelProjection:
