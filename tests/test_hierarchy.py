@@ -148,3 +148,26 @@ def test_options_a_hierarchy_cannot_take_are_refused_before_any_work(train: dict
     raw = {"model": {"latent_layers": [2]}, "train": train}
     with pytest.raises(ConfigError, match="latent_layers"):
         config_from_dict(raw)
+
+
+def test_vamp_prior_on_the_ladders_top_layer_is_the_mixture_of_its_posteriors() -> None:
+    from scipy import special
+
+    from aevb import BernoulliHead, hierarchical_vae
+
+    torch.manual_seed(6)
+    decoder = nn.Sequential(MLP(3, (8,)), BernoulliHead(8, 6))
+    model = hierarchical_vae(
+        MLP(6, (8,)), decoder, (3, 2), hidden_dims=(5,), inference="ladder", vamp_components=4
+    ).double()
+    pz = model.prior()
+    z = pz.sample((7,))
+    top = model.encoder.top(model.prior.top.pseudo_inputs)  # q(z_2 | u_k), k = 1..4
+    loc, scale = top.mean.detach().numpy(), top.stddev.detach().numpy()
+    z2 = z[:, 3:].numpy()
+    log_components = stats.norm.logpdf(z2[:, None, :], loc[None], scale[None]).sum(-1)
+    log_top = special.logsumexp(log_components, axis=1) - np.log(4)
+    np.testing.assert_allclose(pz.layer_log_probs(z)[1].detach().numpy(), log_top, rtol=1e-9)
+    x = (torch.rand(5, 6) > 0.5).double()
+    elbo(model, x, analytic_kl=False).loss.backward()
+    assert model.prior.top.pseudo_inputs.grad is not None

@@ -103,6 +103,7 @@ def build_model(
             activation=activation,
             inference=config.hierarchy,
             first_head=posterior if config.spatial_latents else None,
+            vamp_components=(config.prior_components or 500) if config.prior == "vamp" else None,
         )
     encoder = nn.Sequential(encoder_body, posterior)
     return VAE(encoder, decoder, PRIORS[config.prior](config, data_dim, encoder))

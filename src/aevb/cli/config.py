@@ -395,10 +395,15 @@ def _check_ranges(config: Any, where: str) -> None:
                 raise ConfigError(f"{where}: {key} must be positive, got {widths}")
         if config.latent_layers and config.kind != "vae":
             raise ConfigError(f"{where}: latent_layers (a hierarchy) is for kind = 'vae' models")
-        if config.latent_layers and config.prior != "standard-normal":
+        if config.latent_layers and config.prior not in ("standard-normal", "vamp"):
             raise ConfigError(
-                f"{where}: a hierarchy's prior is its own top-down chain; leave prior = "
-                "'standard-normal' (its top layer) with latent_layers"
+                f"{where}: a hierarchy's prior is its own top-down chain over a standard normal "
+                "or VampPrior top layer: prior = 'standard-normal' or 'vamp' with latent_layers"
+            )
+        if config.latent_layers and config.prior == "vamp" and config.hierarchy != "ladder":
+            raise ConfigError(
+                f"{where}: a VampPrior on a hierarchy's top layer mixes the ladder's q(z_L|x): "
+                "set hierarchy = 'ladder' with prior = 'vamp'"
             )
     from_data = isinstance(config, ModelConfig) and config.pseudo_inputs == "data"
     if from_data and config.prior != "vamp":

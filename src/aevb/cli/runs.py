@@ -177,8 +177,9 @@ def _plan(config: RunConfig, train: Dataset, valid: Dataset, test: Dataset, resu
         return _semi_supervised_plan(config, train, valid, _num_classes(train, valid, test))
     model = build_model(config.model, train.x.shape[1], train.image_shape)
     model.check_data(train.x)  # before the pseudo-inputs draw from the same random stream
-    if config.model.pseudo_inputs == "data" and isinstance(model.prior, VampPrior):
-        model.prior.initialize_from(train.x)
+    vamp = [m for m in model.prior.modules() if isinstance(m, VampPrior)]  # a hierarchy's top
+    if config.model.pseudo_inputs == "data" and vamp:
+        vamp[0].initialize_from(train.x)
     if config.train.init_from and not resume:
         load_weights(model, Path(config.train.init_from) / "model.safetensors")
     if config.train.inference == "mean-field":  # variational EM with a q_i per example

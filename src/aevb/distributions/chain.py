@@ -68,22 +68,26 @@ class MarkovChain(Distribution):
         shape = torch.broadcast_shapes(*(layers[i].shape[:-1] for i in layers))
         return torch.cat([layers[i].expand(*shape, -1) for i in sorted(layers)], dim=-1)
 
-    def rsample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
-        shape = torch.Size(sample_shape)
-        drawn = [False]
+    def _draw(
+        self, sample_shape: torch.Size | list[int] | tuple[int, ...], *, grad: bool
+    ) -> torch.Tensor:
+        shape, drawn = torch.Size(sample_shape), [False]
 
         def draw(dist: Distribution) -> torch.Tensor:
             # The first layer carries the sample shape; later ones inherit it from their input.
-            if drawn[0]:
-                return dist.rsample()
+            own_shape = shape if not drawn[0] else torch.Size()
             drawn[0] = True
-            return dist.rsample(shape)
+            return dist.rsample(own_shape) if grad else dist.sample(own_shape)
 
         return self._walk(draw)
 
+    def rsample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
+        return self._draw(sample_shape, grad=True)
+
     def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
+        """Without gradients, so layers without ``rsample`` (a VampPrior top) can be drawn."""
         with torch.no_grad():
-            return self.rsample(sample_shape)
+            return self._draw(sample_shape, grad=False)
 
     @property
     def mean(self) -> torch.Tensor:

@@ -26,7 +26,7 @@ from ..distributions.chain import MarkovChain, precision_weighted
 from ..nn.mlp import MLP
 from ..nn.utils import out_dim
 from .heads import NormalHead
-from .priors import StandardNormalPrior
+from .priors import StandardNormalPrior, VampPrior
 from .vae import VAE
 
 
@@ -38,8 +38,9 @@ def _gaussian_step(
 
 
 class TopDownPrior(nn.Module):
-    """p(z) = p(z_L) prod_{l<L} p(z_l | z_{l+1}), p(z_L) = N(0, I), each conditional a diagonal
-    Gaussian from an MLP of ``hidden_dims``.
+    """p(z) = p(z_L) prod_{l<L} p(z_l | z_{l+1}), each conditional a diagonal Gaussian from an
+    MLP of ``hidden_dims``; p(z_L) is N(0, I) or any prior module given as ``top`` (e.g. a
+    :class:`aevb.VampPrior`, see :func:`hierarchical_vae`).
 
     Args:
         sizes: ``(d_1, ..., d_L)``, z_1 (next to the data) first.
@@ -50,10 +51,11 @@ class TopDownPrior(nn.Module):
         sizes: Sequence[int],
         hidden_dims: Sequence[int] = (100, 100),
         activation: type[nn.Module] = nn.Tanh,
+        top: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.sizes = tuple(int(s) for s in sizes)
-        self.top = StandardNormalPrior(self.sizes[-1])
+        self.top = top if top is not None else StandardNormalPrior(self.sizes[-1])
         # steps[i] maps z_{l+1} to p(z_l | z_{l+1}), from the top down: l = L-1, ..., 1.
         self.steps = nn.ModuleList(
             _gaussian_step(self.sizes[layer], self.sizes[layer - 1], hidden_dims, activation)
@@ -132,6 +134,13 @@ class LadderEncoder(nn.Module):
             heads[0] = first_head
         self.heads = nn.ModuleList(heads)
 
+    def top(self, x: torch.Tensor) -> Distribution:
+        """The bottom-up estimate of the top layer, q(z_L|x): what a VampPrior on z_L mixes."""
+        d = self.body(x)
+        for path in self.paths:
+            d = path(d)
+        return self.heads[-1](d)
+
     def forward(self, x: torch.Tensor) -> Distribution:
         estimates, d = [], self.body(x)
         for path, head in zip(self.paths, self.heads, strict=True):
@@ -149,6 +158,21 @@ class LadderEncoder(nn.Module):
             for i, layer in enumerate(range(len(self.sizes) - 1, 0, -1))
         ]
         return MarkovChain(estimates[-1], steps, self.sizes, top_down=True)
+
+
+def _missing_in_dim(body: nn.Module) -> int:
+    raise ValueError(f"{type(body).__name__} declares no in_dim: a VampPrior needs the data size")
+
+
+class _TopEstimate(nn.Module):
+    """``x -> q(z_L|x)`` of a ladder, for a VampPrior (which references it, not registers it)."""
+
+    def __init__(self, ladder: LadderEncoder) -> None:
+        super().__init__()
+        self._ladder = (ladder,)  # not a submodule: the ladder belongs to the VAE once
+
+    def forward(self, x: torch.Tensor) -> Distribution:
+        return self._ladder[0].top(x)
 
 
 class FirstLayer(nn.Module):
@@ -174,6 +198,7 @@ def hierarchical_vae(
     activation: type[nn.Module] = nn.Tanh,
     inference: str = "bottom-up",
     first_head: nn.Module | None = None,
+    vamp_components: int | None = None,
 ) -> VAE:
     """A VAE with ``len(sizes)`` stochastic layers over the given bodies.
 
@@ -186,6 +211,9 @@ def hierarchical_vae(
         first_head: the Gaussian head from ``encoder_body``'s features to z_1 (q(z_1|x)
             bottom-up, the bottom-up estimate of z_1 for a ladder); a dense
             :class:`NormalHead` by default, a per-position one for spatial latents.
+        vamp_components: ladder only: p(z_L) is a VampPrior, the mixture of the ladder's own
+            q(z_L|u_k) over K learned pseudo-inputs u_k (the hierarchical VampPrior of
+            Tomczak & Welling 2018); ``encoder_body`` must declare ``in_dim`` (data size).
 
     Example:
         >>> body = MLP(784, (200, 200), nn.Tanh)
@@ -199,8 +227,14 @@ def hierarchical_vae(
     prior = TopDownPrior(sizes, hidden_dims, activation)
     encoder: nn.Module
     head = first_head if first_head is not None else NormalHead(out_dim(encoder_body), sizes[0])
+    if vamp_components is not None and inference != "ladder":
+        raise ValueError("a VampPrior on the top layer needs the ladder's q(z_L|x): use ladder")
     if inference == "ladder":
-        encoder = LadderEncoder(encoder_body, prior, hidden_dims, activation, first_head=head)
+        ladder = LadderEncoder(encoder_body, prior, hidden_dims, activation, first_head=head)
+        if vamp_components is not None:
+            data_dim = int(getattr(encoder_body, "in_dim", 0)) or _missing_in_dim(encoder_body)
+            prior.top = VampPrior(_TopEstimate(ladder), data_dim, vamp_components)
+        encoder = ladder
     else:
         first = nn.Sequential(encoder_body, head)
         encoder = BottomUpEncoder(first, sizes, hidden_dims, activation)

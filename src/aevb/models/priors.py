@@ -113,7 +113,7 @@ class VampPrior(nn.Module):
 
     def forward(self) -> Distribution:
         components = self._encoder[0](self.pseudo_inputs)  # batch (K,), event (latent_dim,)
-        logits = torch.zeros(self.num_components, device=self.pseudo_inputs.device)
+        logits = self.pseudo_inputs.new_zeros(self.num_components)  # float64 with the model
         if is_diagonal_normal(components):
             return DiagonalNormalMixture(logits, components.mean, components.stddev)
         # Full-covariance or flow posteriors: the general (slower) mixture.

@@ -114,6 +114,7 @@ class ConvEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.image_shape = _chw(image_shape)
+        self.in_dim = self.image_shape[0] * self.image_shape[1] * self.image_shape[2]
         self.sizes = _check_size(self.image_shape, len(channels))
         layers: list[nn.Module] = []
         width = self.image_shape[0]
