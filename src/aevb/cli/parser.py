@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..viz.figures import FIGURES
-from .config import CHOICES, DATASETS, HELP, SECTIONS
+from .config import CHOICES, DATASETS, SECTIONS
+from .help import HELP
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,65 @@
+"""One line per option of ``aevb train``, shown by ``--help`` after the option's choices and
+default (a test checks that every config field has one). Text only: no imports, so that
+``aevb --help`` stays instant."""
+
+# One line per option, for `aevb train --help` (a test checks every option has one).
+HELP = {
+    # [data]
+    "source": "the data: a file (.npy, .npz[:key], .csv, MNIST IDX, .amat) or a named dataset",
+    "binarize": "threshold grey levels into {0, 1} at this value (for bernoulli)",
+    "valid_fraction": "fraction of the rows held out for validation and early stopping",
+    "test_fraction": "fraction of the rows held out for the test metrics",
+    "scale": "divide every value by this (255: 8-bit pixels to [0, 1]; none: as read)",
+    "labels": "m2/cvae: a label column of the CSV or a file with one label per row",
+    "num_labelled": "m2: keep this many training labels, balanced over classes; hide the rest",
+    # [model]
+    "kind": "the model: vae, m2 (semi-supervised, labels partly observed), cvae (conditional)",
+    "m1": "m2/cvae over this VAE run's posterior means (M1+M2; Kingma et al. 2014)",
+    "likelihood": "p(x|z), the decoder's distribution of one datum",
+    "latent_dim": "size of the latent variable z",
+    "hidden_dims": "widths of the encoder's hidden layers, comma-separated (decoder: reversed)",
+    "activation": "activation of the hidden layers",
+    "body": "encoder and decoder networks: mlp, conv (images), resnet (conv + residual blocks)",
+    "channels": "conv/resnet: channels of each stride-2 stage, comma-separated (decoder: reversed)",
+    "norm": "conv/resnet: normalization after each convolution",
+    "spatial_latents": "conv/resnet: z_1 is a map, latent_dim channels at each position of the "
+    "encoder's last h x w map (latent_dim * h * w values)",
+    "latent_layers": "sizes of further latent layers z_2..z_L above z_1, e.g. 50 (none: one layer)",
+    "layer_hidden_dims": "hierarchies: widths of the MLPs between latent layers",
+    "hierarchy": "hierarchies: bottom-up inference (IWAE 2-layer) or ladder (top-down)",
+    "prior": "p(z): standard normal, learned normal, mixture of Gaussians, VampPrior",
+    "prior_components": "mixture components (10) or VampPrior pseudo-inputs (500)",
+    "pseudo_inputs": "vamp: start the pseudo-inputs at noise or at random training examples",
+    "posterior": "q(z|x): diagonal Gaussian, full-covariance Gaussian, or planar flow",
+    "likelihood_scale": "normal-fixed: the fixed standard deviation of p(x|z)",
+    "num_categories": "categorical: values per dimension (0 .. num_categories - 1); "
+    "discretized-logistic: levels per value in [0, 1]",
+    "likelihood_components": "discretized-logistic: mixture components per value",
+    # [train]
+    "objective": "the bound to maximize: elbo, or iwae with --k samples",
+    "k": "iwae: importance samples per example",
+    "iwae_gradient": "iwae: gradient estimator (dreg: doubly reparameterized, Tucker et al.)",
+    "epochs": "most passes over the training data",
+    "batch_size": "examples per gradient step (m2: unlabelled rows per step)",
+    "lr": "learning rate",
+    "lr_decay": "multiply the learning rate by this after every epoch",
+    "optimizer": "the optimizer of the dense parameters",
+    "patience": "stop after this many epochs without a better validation bound (none: never)",
+    "beta": "weight of the KL term (beta-VAE; 1 is the ELBO)",
+    "kl_warmup_epochs": "ramp the KL weight linearly from 0 to beta over these epochs",
+    "free_bits": "nats per latent dimension below which KL is not penalized",
+    "num_samples": "z samples per example in the ELBO",
+    "analytic_kl": "closed-form KL where one exists (else Monte Carlo)",
+    "stl": "sticking-the-landing gradient (needs --no-analytic-kl)",
+    "clip_grad_norm": "clip the gradient's global norm to this value",
+    "snapshot_every": "steps between recorded posterior means for latent.gif (0: none)",
+    "max_minutes": "stop after the epoch that passes this wall time",
+    "init_from": "a run folder whose model.safetensors starts training",
+    "inference": "amortized (an encoder) or mean-field (a free q_i per training example)",
+    "local_lr": "mean-field: learning rate of the per-example parameters (SparseAdam)",
+    "refine_steps": "semi-amortized training: gradient steps on q from the encoder's output",
+    "refine_lr": "semi-amortized: step size of those steps",
+    "refine_differentiable": "semi-amortized: train the encoder through the steps (SA-VAE)",
+    "alpha": "m2: weight of log q(y|x) on labelled rows (the paper's alpha / N)",
+    "labelled_per_batch": "m2: labelled rows added to every minibatch",
+}
