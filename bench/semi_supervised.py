@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from aevb import M1Features, NormalHead, load_run, save_weights
+from aevb import ConvDecoder, ConvEncoder, M1Features, NormalHead, load_run, save_weights
 from aevb.data import load_dataset, split
 from aevb.models.semisupervised import UNLABELLED, error_rate, labelled_subset, mlp_m2
 from aevb.training import fit_semi_supervised
@@ -72,7 +72,7 @@ def fit(model, train, valid, y, seed: int, epochs: int, args, name: str) -> tupl
 
 def run_m2(train, valid, test, y, seed: int, args: argparse.Namespace, out: Path | None) -> dict:
     torch.manual_seed(seed)
-    model = mlp_m2(784, 10)
+    model = mlp_m2(784, 10, image_bodies=_conv_bodies(args.m2_body))
     history, seconds = fit(model, train, valid, y, seed, args.m2_epochs, args, "M2")
     if out is not None:
         firsts = first_of_each_class(test)
@@ -80,6 +80,19 @@ def run_m2(train, valid, test, y, seed: int, args: argparse.Namespace, out: Path
         plot_conditional_samples(model, (28, 28), out / "conditional_samples.png")
         save_weights(model, out / "m2.safetensors")
     return _result(error_rate(model, test.x, test.y), seconds, history)
+
+
+def _conv_bodies(body: str):
+    """``mlp_m2``'s ``image_bodies`` for ``--m2-body`` (None: MLPs)."""
+    if body == "mlp":
+        return None
+    shape, channels = (1, 28, 28), (32, 64)
+
+    def bodies(width: int):
+        decoder = ConvDecoder(width, shape, channels[::-1]) if body == "conv" else None
+        return ConvEncoder(shape, channels), ConvEncoder(shape, channels), decoder
+
+    return bodies
 
 
 def run_m1m2(train, valid, test, y, seed: int, args: argparse.Namespace, out: Path | None) -> dict:
@@ -205,6 +218,13 @@ def main() -> None:
     parser.add_argument("--pyro-epochs", type=int, default=40, help="0: skip (~23 s each)")
     parser.add_argument("--pyro-seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--alpha", type=float, default=1.0, help="classification weight")
+    parser.add_argument(
+        "--m2-body",
+        choices=("mlp", "conv-encoder", "conv"),
+        default="mlp",
+        help="M2's networks of x: MLPs, convolutional encoder and classifier (32, 64 channels) "
+        "with the MLP decoder, or convolutional everywhere",
+    )
     parser.add_argument("--beta", type=float, default=1.0, help="KL weight of z (paper: 1)")
     parser.add_argument("--m1", default="bench-runs/binarized-mnist/vae", help="M1 run folder")
     parser.add_argument("--out", type=Path, default=Path("bench-runs/semi-supervised"))

@@ -321,7 +321,7 @@ def mlp_m2(
     activation: type[nn.Module] = nn.Softplus,
     classifier: bool = True,
     features: nn.Module | None = None,
-    image_bodies: Callable[[int], tuple[nn.Module, nn.Module, nn.Module]] | None = None,
+    image_bodies: Callable[[int], tuple[nn.Module, nn.Module, nn.Module | None]] | None = None,
 ) -> SemiSupervisedVAE:
     """M2 (or, with ``classifier=False``, a conditional VAE) from MLPs.
 
@@ -338,7 +338,7 @@ def mlp_m2(
         image_bodies: for images, ``width -> (encoder body, classifier body, decoder body)``:
             convolutional bodies of x for q(z|x,y) and q(y|x), and from the decoder MLP's
             last ``width`` to the pixels' features (:class:`aevb.nn.ConvDecoder`, whose
-            per-pixel projection the likelihood head then uses).
+            per-pixel projection the likelihood head then uses; ``None``: an MLP decoder).
 
     Example (M1+M2, with ``m1`` a trained :class:`aevb.VAE`):
         >>> features = M1Features(m1, train_x)  # doctest: +SKIP
