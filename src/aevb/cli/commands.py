@@ -41,7 +41,9 @@ def train(args: argparse.Namespace) -> int:
     config = override(config, given)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out or Path("runs") / f"{Path(config.data.source).stem}-{stamp}"
-    run = train_run(config, out, resume=args.resume, progress=not args.quiet)
+    run = train_run(
+        config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet
+    )
     metrics = run.metrics
     print(f"run folder: {run.path}")
     if "num_classes" in metrics:  # m2 / cvae

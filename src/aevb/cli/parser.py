@@ -30,6 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", type=Path, help="TOML config file (flags override it)")
     train.add_argument("--out", type=Path, help="run folder (default: runs/NAME-TIME)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --out, or write into a non-empty --out (default: refuse)",
+    )
     train.add_argument("--seed", type=int, help="seed of the split, initialization, batches")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     for section, cls in SECTIONS.items():

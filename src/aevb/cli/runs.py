@@ -47,6 +47,7 @@ from ..training.trainer import Objective
 from ..viz.report import SNAPSHOTS, draw_figures, draw_label_figures, spread_subset, write_report
 from .build import build_model, build_semi_supervised, build_trainer
 from .config import RunConfig, config_from_dict, config_to_dict
+from .folders import check_out_folder, clear_run, locked
 
 SNAPSHOT_POINTS = 500  # examples whose posterior means are recorded during training
 
@@ -120,16 +121,24 @@ class _Plan:
 
 
 def train_run(
-    config: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True
+    config: RunConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
 ) -> Run:
     """Train the model ``config`` describes into the folder ``out``; return the run.
 
     Every kind (VAE, M2, conditional VAE, mean-field, semi-amortized) is fitted by the one
     :class:`aevb.Trainer`. With ``resume=True`` training continues from ``out``'s last
     checkpoint; only the ``train`` section may differ from the saved config (e.g. more
-    epochs).
+    epochs), and ``config.json`` and ``run.json`` change only once it has finished.
+    ``out`` must be new or empty unless ``overwrite=True`` (see :mod:`aevb.cli.folders`);
+    one process at a time trains into it.
     """
     out = Path(out)
+    check_out_folder(out, resume=resume, overwrite=overwrite)
     if resume:
         saved = _read_config(out)
         if (saved.data, saved.model, saved.seed) != (config.data, config.model, config.seed):
@@ -137,14 +146,29 @@ def train_run(
                 f"{out} was trained with other data/model options; resume it with the same "
                 "ones (only [train] options may change), or train into a new --out folder"
             )
-    elif (out / "trainer.json").exists():
-        raise ConfigError(
-            f"{out} already holds a run: continue it with --resume, or choose another --out"
-        )
     train, valid, test = load_run_data(config)
     torch.manual_seed(config.seed)
     plan = _plan(config, train, valid, test, resume)  # checks the data: nothing written yet
-    facts = _start_run_folder(config, out, train, valid, test, **plan.facts)
+    with locked(out):
+        if overwrite:
+            clear_run(out)
+        return _fit(config, out, plan, (train, valid, test), resume, progress)
+
+
+def _fit(
+    config: RunConfig,
+    out: Path,
+    plan: _Plan,
+    data: tuple[Dataset, Dataset, Dataset],
+    resume: bool,
+    progress: bool,
+) -> Run:
+    """Train ``plan`` into ``out`` (locked), then test, draw and report."""
+    train, valid, test = data
+    facts = _run_facts(train, valid, test, **plan.facts)
+    if not resume:  # a resumed run's files change only once it has finished
+        save_json(config_to_dict(config), out / "config.json")
+        save_json(facts, out / "run.json")
     trainer = build_trainer(
         config,
         plan.trainable,
@@ -165,6 +189,7 @@ def train_run(
     facts["train_seconds"] = sum(record["seconds"] for record in trainer.history)
     if len(test):
         facts.update(_test_metrics(config, plan.model, test))
+    save_json(config_to_dict(config), out / "config.json")
     save_json(facts, out / "run.json")
     run = Run(out, config, plan.model.eval(), train.image_shape, facts)
     _draw(run, test if len(test) else train)
@@ -255,13 +280,9 @@ def _draw(run: Run, data: Dataset) -> None:
         write_report(run)
 
 
-def _start_run_folder(
-    config: RunConfig, out: Path, train: Dataset, valid: Dataset, test: Dataset, **extra: Any
-) -> dict[str, Any]:
-    """Create ``out`` with ``config.json`` and ``run.json`` (data facts, plus ``extra``)."""
-    out.mkdir(parents=True, exist_ok=True)
-    save_json(config_to_dict(config), out / "config.json")
-    facts = {
+def _run_facts(train: Dataset, valid: Dataset, test: Dataset, **extra: Any) -> dict[str, Any]:
+    """What ``run.json`` records of the data (plus ``extra``), before training."""
+    return {
         "aevb_version": __version__,
         "data_dim": train.x.shape[1],
         "image_shape": list(train.image_shape) if train.image_shape else None,
@@ -270,8 +291,6 @@ def _start_run_folder(
         "num_test": len(test),
         **extra,
     }
-    save_json(facts, out / "run.json")
-    return facts
 
 
 def _num_classes(*parts: Dataset) -> int:
