@@ -131,3 +131,15 @@ def test_a_second_process_cannot_train_into_a_locked_folder(tmp_path: Path) -> N
         locked(tmp_path / "twice"),
     ):
         pass
+
+
+def test_a_write_that_fails_midway_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    from aevb.files import atomic_path
+
+    target = tmp_path / "latents.csv"
+    target.write_text("old, complete\n")
+    with pytest.raises(OSError), atomic_path(target) as tmp:
+        tmp.write_text("new, half")
+        raise OSError("No space left on device")
+    assert target.read_text() == "old, complete\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latents.csv"]

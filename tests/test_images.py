@@ -135,6 +135,9 @@ def test_hierarchical_run_reports_each_layer(tmp_path: Path) -> None:
     assert "layer z_2: KL, active units" in evaluated.stdout
     summary = json.loads((tmp_path / "run" / "evaluation.json").read_text())
     assert summary["layer_sizes"] == [4, 2]
+    encoded = _aevb("encode", "run", "--out", "codes.npy", cwd=tmp_path)
+    assert encoded.returncode == 0, encoded.stderr
+    assert np.load(tmp_path / "codes.npy").shape == (1797, 2 * (4 + 2))  # means, scales
     assert abs(sum(summary["kl_per_layer"]) - summary["kl"]) < 0.5  # two MC estimates of one KL
 
 

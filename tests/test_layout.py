@@ -24,7 +24,7 @@ LAYERS = [
     {"inference"},
     {"nn"},
     {"distributions", "data"},
-    {"errors", "_version"},
+    {"errors", "_version", "files"},
 ]
 RANK = {name: len(LAYERS) - i for i, names in enumerate(LAYERS) for name in names}
 MAX_LINES = 400

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from ..errors import DataError
+from ..files import atomic_path
 from ..inference.local import fit_local
 from ..models.semisupervised import UNLABELLED, SemiSupervisedVAE, error_rate
 from ..viz.plots import interleave, save_image_grid
@@ -118,10 +119,7 @@ def encode(args: argparse.Namespace) -> int:
     out = Path(args.out or run.path / "latents.csv")
     names = [f"loc_{j}" for j in range(model.latent_dim)]
     names += [f"scale_{j}" for j in range(model.latent_dim)]
-    if out.suffix == ".npy":
-        np.save(out, table.numpy())
-    else:
-        np.savetxt(out, table.numpy(), delimiter=",", header=",".join(names), comments="")
+    _save_array(table.numpy(), out, header=names)
     print(f"wrote q(z|x) means and standard deviations of {len(x)} examples to {out}")
     return 0
 
@@ -181,7 +179,8 @@ def predict(args: argparse.Namespace) -> int:
     if label_names:  # text labels: their names beside the codes
         table.insert(1, "label_name", [label_names[i] for i in table["label"]])
     out = Path(args.out or run.path / "predictions.csv")
-    table.to_csv(out, index=False, float_format="%.6g")
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
     known = y != UNLABELLED
     if bool(known.any()):
         error = error_rate(model, data.x, y)
@@ -203,10 +202,17 @@ def _write(x: torch.Tensor, out: str | Path, run: Run, num_columns: int | None =
         if run.image_shape is None:
             raise DataError(f"{run.path} holds no image data: write .npy or .csv instead of .png")
         return save_image_grid(x, run.image_shape, out, num_columns=num_columns)
-    if out.suffix == ".npy":
-        np.save(out, x.numpy())
-    elif out.suffix == ".csv":
-        np.savetxt(out, x.numpy(), delimiter=",")
-    else:
+    if out.suffix not in (".npy", ".csv"):
         raise DataError(f"unknown output format {out.suffix!r}: use .png, .npy or .csv")
+    _save_array(x.numpy(), out)
     return out
+
+
+def _save_array(array: np.ndarray, out: Path, header: list[str] | None = None) -> None:
+    """``.npy``, or CSV (with ``header``) for any other suffix, written whole."""
+    with atomic_path(out) as tmp:
+        if out.suffix == ".npy":
+            np.save(tmp, array)
+        else:
+            names = ",".join(header) if header else ""
+            np.savetxt(tmp, array, delimiter=",", header=names, comments="")

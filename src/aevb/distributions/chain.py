@@ -95,6 +95,20 @@ class MarkovChain(Distribution):
         before): exact for the first layer drawn, an approximation of E[z] for the others."""
         return self._walk(lambda dist: dist.mean)
 
+    @property
+    def stddev(self) -> torch.Tensor:
+        """Each layer's standard deviation given the mean of the layer before (the pass of
+        :attr:`mean`): the spread of one layer's conditional, not of its marginal."""
+        spreads: list[torch.Tensor] = []
+
+        def draw(dist: Distribution) -> torch.Tensor:
+            spreads.append(dist.stddev)
+            return dist.mean
+
+        self._walk(draw)
+        order = self._order
+        return torch.cat([spreads[order.index(i)] for i in range(len(self.sizes))], dim=-1)
+
     def layer_log_probs(self, z: torch.Tensor) -> list[torch.Tensor]:
         """log-density of each layer given the one drawn before, ``[layer 1, ..., layer L]``,
         each of shape ``z.shape[:-1]`` broadcast against ``batch_shape``."""

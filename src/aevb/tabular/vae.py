@@ -20,6 +20,7 @@ from torch import nn
 
 from ..errors import CheckpointError, DataError
 from ..evaluation.metrics import encode_means, log_px
+from ..files import atomic_path
 from ..inference.objectives import elbo, iwae_bound
 from ..models.heads import ColumnsHead, NormalHead
 from ..models.priors import StandardNormalPrior
@@ -331,7 +332,8 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> None:
     """Write a table as CSV or Parquet, chosen by the file's suffix."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() in (".parquet", ".pq"):
-        frame.to_parquet(path)
-    else:
-        frame.to_csv(path, index=False, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame.to_parquet(tmp)
+        else:
+            frame.to_csv(tmp, index=False, sep="\t" if path.suffix.lower() == ".tsv" else ",")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import CheckpointError
+from ..files import atomic_path, write_text
 
 
 def save_weights(model: nn.Module, path: str | Path) -> None:
@@ -69,10 +69,8 @@ def load_state_into(
 def save_tensors(
     tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
 ) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def load_metadata(path: str | Path) -> dict[str, str]:
@@ -96,10 +94,12 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def save_json(data: Any, path: str | Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def save_jsonl(records: list[Any], path: str | Path) -> None:
+    """One JSON record per line (``metrics.jsonl``), written whole."""
+    write_text(path, "".join(json.dumps(record) + "\n" for record in records))
 
 
 def load_json(path: str | Path) -> Any:

@@ -45,6 +45,7 @@ from .checkpoint import (
     optimizer_from_files,
     optimizer_to_files,
     save_json,
+    save_jsonl,
     save_tensors,
     save_weights,
     section,
@@ -359,8 +360,7 @@ class Trainer:
         state["history"] = self.history
         save_tensors(tensors, self.run_dir / "trainer.safetensors", {"state": json.dumps(state)})
         save_json(state, self.run_dir / "trainer.json")
-        lines = "".join(json.dumps(record) + "\n" for record in self.history)
-        (self.run_dir / "metrics.jsonl").write_text(lines)
+        save_jsonl(self.history, self.run_dir / "metrics.jsonl")
         write_manifest(self.run_dir, self.epoch)
 
     def _load_state(self) -> None:

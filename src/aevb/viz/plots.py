@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..files import atomic_path
 from ..models.vae import VAE
 
 
@@ -74,7 +75,8 @@ def save_image_grid(
     grid = image_grid(to_unit_range(images), image_shape, num_columns=num_columns)
     grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
     path = Path(path)
-    _pyplot().imsave(path, grid, cmap="gray", vmin=0.0, vmax=1.0)  # cmap: grey grids only
+    with atomic_path(path) as tmp:  # cmap: grey grids only
+        _pyplot().imsave(tmp, grid, cmap="gray", vmin=0.0, vmax=1.0)
     return path
 
 
@@ -208,7 +210,8 @@ def plot_latent(
     suffix = "" if means.shape[1] <= 2 else f" ({method.upper()} of {means.shape[1]} dims)"
     axes.set(title=title + suffix, xlabel="z1", ylabel="z2")
     figure.tight_layout()
-    figure.savefig(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp)
     plt.close(figure)
     return Path(path)
 
@@ -250,7 +253,8 @@ def animate_latent(
         return [artist]
 
     animation = FuncAnimation(figure, draw, frames=len(frames), blit=False)
-    animation.save(str(path), writer=PillowWriter(fps=fps))
+    with atomic_path(path) as tmp:
+        animation.save(str(tmp), writer=PillowWriter(fps=fps))
     plt.close(figure)
     return Path(path)
 
@@ -276,7 +280,8 @@ def plot_learning_curves(history: Sequence[dict[str, Any]], path: str | Path) ->
         axes.set(title=name, xlabel="epoch", ylabel="nats per example")
         axes.legend()
     figure.tight_layout()
-    figure.savefig(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp)
     plt.close(figure)
     return Path(path)
 
@@ -306,7 +311,8 @@ def plot_kl_per_dimension(
     for axes in panels:
         axes.set_xticks(dims if len(dims) <= 20 else dims[:: math.ceil(len(dims) / 20)])
     figure.tight_layout()
-    figure.savefig(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp)
     plt.close(figure)
     return Path(path)
 
@@ -352,6 +358,7 @@ def plot_marginals(
         axes.set_title(names[index] if names else f"x{index + 1}")
     panels.flat[0].legend()
     figure.tight_layout()
-    figure.savefig(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp)
     plt.close(figure)
     return Path(path)

@@ -15,6 +15,7 @@ import torch
 from ..data.loaders import Dataset
 from ..errors import ConfigError
 from ..evaluation.metrics import active_units, encode_means, kl_per_dimension
+from ..files import write_text
 from ..training.checkpoint import load_tensors
 from .figures import FIGURES, SNAPSHOTS
 from .plots import (
@@ -170,7 +171,7 @@ def write_report(run: Any, *, title: str | None = None) -> Path:
             parts += [_table({section: values})]
     parts.append("</body></html>")
     out = folder / "report.html"
-    out.write_text("\n".join(parts))
+    write_text(out, "\n".join(parts))
     return out
 
 
