@@ -209,6 +209,21 @@ def config_from_dict(raw: dict[str, Any], *, where: str = "config") -> RunConfig
 def _check_combinations(config: RunConfig, where: str) -> None:
     """Options of different sections that contradict each other, refused with the reason."""
     model, train = config.model, config.train
+    if model.kind != "vae" and train.inference != "amortized":
+        raise ConfigError(
+            f"{where}: inference = {train.inference!r} fits a q per example of a plain VAE; "
+            f"a {model.kind} model infers z and y with its encoder: use inference = 'amortized'"
+        )
+    if model.kind == "vae" and config.data.num_labelled is not None:
+        raise ConfigError(
+            f"{where}: num_labelled hides labels of a semi-supervised model; a plain VAE uses "
+            "none: drop it, or set kind = 'm2'"
+        )
+    if train.refine_steps > 0 and train.objective == "iwae":
+        raise ConfigError(
+            f"{where}: refine_steps refines q for the ELBO; with objective = 'iwae' pick one "
+            "of the two"
+        )
     if model.spatial_latents and (model.body == "mlp" or model.posterior != "diagonal"):
         raise ConfigError(
             f"{where}: spatial_latents needs a convolutional body (body = 'conv' or 'resnet') "
@@ -308,6 +323,11 @@ def _check_ranges(config: Any, where: str) -> None:
         "labelled_per_batch",
         "likelihood_components",
         "scale",
+        "patience",
+        "lr_decay",
+        "clip_grad_norm",
+        "local_lr",
+        "refine_lr",
     )
     for key in positive:
         value = getattr(config, key, 1)
@@ -322,9 +342,16 @@ def _check_ranges(config: Any, where: str) -> None:
         "snapshot_every",
         "alpha",
     )
-    for key in nonnegative:
-        if hasattr(config, key) and getattr(config, key) < 0:
+    for key in nonnegative:  # (written so that NaN fails too)
+        if hasattr(config, key) and not getattr(config, key) >= 0:
             raise ConfigError(f"{where}: {key} must be >= 0, got {getattr(config, key)}")
+    if isinstance(config, DataConfig) and not config.valid_fraction + config.test_fraction < 1:
+        raise ConfigError(
+            f"{where}: valid_fraction + test_fraction must be below 1 (some rows must train), "
+            f"got {config.valid_fraction} + {config.test_fraction}"
+        )
+    if isinstance(config, ModelConfig) and config.num_categories < 2:
+        raise ConfigError(f"{where}: num_categories must be >= 2, got {config.num_categories}")
     if isinstance(config, ModelConfig):
         for key in ("hidden_dims", "channels", "latent_layers", "layer_hidden_dims"):
             widths = getattr(config, key) or ()

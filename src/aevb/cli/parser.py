@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser("sample", help="draw x ~ p(x|z), z ~ p(z) from a run")
     sample.set_defaults(command="commands:sample")
     sample.add_argument("run", type=Path, help="run folder")
-    sample.add_argument("--num", type=int, default=64, help="number of samples")
+    sample.add_argument("--num", type=_positive_int, default=64, help="number of samples")
     sample.add_argument("--mean", action="store_true", help="means of p(x|z), not draws")
     sample.add_argument("--label", type=int, help="m2/cvae runs: only this label")
     sample.add_argument("--seed", type=int, default=0, help="seed of z ~ p(z) and x ~ p(x|z)")
@@ -57,15 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("--data", help="data file or name (default: the run's data)")
     encode.add_argument("--out", type=Path, help=".csv or .npy (default RUN/latents.csv)")
     encode.add_argument(
-        "--refine", type=int, default=0, help="K gradient steps on each q from the encoder's"
+        "--refine", type=_count, default=0, help="K gradient steps on each q from the encoder's"
     )
-    encode.add_argument("--refine-lr", type=float, default=1e-2, help="Adam step size")
+    encode.add_argument("--refine-lr", type=_positive_float, default=1e-2, help="Adam step size")
 
     reconstruct = commands.add_parser("reconstruct", help="decode E_q[z|x] for data")
     reconstruct.set_defaults(command="commands:reconstruct")
     reconstruct.add_argument("run", type=Path, help="run folder")
     reconstruct.add_argument("--data", help="data file or name (default: the run's data)")
-    reconstruct.add_argument("--num", type=int, default=32, help="number of examples")
+    reconstruct.add_argument("--num", type=_positive_int, default=32, help="number of examples")
     reconstruct.add_argument("--out", type=Path, help=".png, .npy or .csv")
     plot = commands.add_parser("plot", help="draw a run's figures and rewrite its report.html")
     plot.set_defaults(command="commands:plot")
@@ -121,7 +121,9 @@ def _add_evaluate_command(commands: Any) -> None:
     evaluate = commands.add_parser("evaluate", help="log p(x) in nats and diagnostics of a run")
     evaluate.set_defaults(command="evaluate:evaluate")
     evaluate.add_argument("run", type=Path, help="run folder")
-    evaluate.add_argument("--k", type=int, default=5000, help="importance samples per example")
+    evaluate.add_argument(
+        "--k", type=_positive_int, default=5000, help="importance samples per example"
+    )
     evaluate.add_argument(
         "--split",
         choices=("train", "valid", "test"),
@@ -129,7 +131,7 @@ def _add_evaluate_command(commands: Any) -> None:
         help="which split of the run's data (default: test)",
     )
     evaluate.add_argument("--data", help="data file or name instead of the run's split")
-    evaluate.add_argument("--num", type=int, help="only the first NUM examples")
+    evaluate.add_argument("--num", type=_positive_int, help="only the first NUM examples")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the proposals z ~ q")
     evaluate.add_argument(
         "--compile", action="store_true", help="torch.compile the importance sampler (5-20 s)"
@@ -159,14 +161,18 @@ def _add_impute_command(commands: Any) -> None:
         help="override a column's inferred family (repeatable)",
     )
     impute.add_argument(
-        "--num-imputations", type=int, help="M draws from p(x_miss|x_obs), stacked in OUT"
+        "--num-imputations", type=_positive_int, help="M draws from p(x_miss|x_obs), stacked in OUT"
     )
-    impute.add_argument("--num-samples", type=int, default=100, help="proposals from q(z|x)")
-    impute.add_argument("--no-importance", action="store_true", help="trust q as the posterior")
-    impute.add_argument("--latent-dim", type=int, help="size of z (default: columns / 2)")
-    impute.add_argument("--k", type=int, default=20, help="importance samples when training")
     impute.add_argument(
-        "--epochs", type=int, default=2000, help="at most (stops on held-out entries)"
+        "--num-samples", type=_positive_int, default=100, help="proposals from q(z|x)"
+    )
+    impute.add_argument("--no-importance", action="store_true", help="trust q as the posterior")
+    impute.add_argument("--latent-dim", type=_positive_int, help="size of z (default: columns / 2)")
+    impute.add_argument(
+        "--k", type=_positive_int, default=20, help="importance samples when training"
+    )
+    impute.add_argument(
+        "--epochs", type=_positive_int, default=2000, help="at most (stops on held-out entries)"
     )
     impute.add_argument("--seed", type=int, default=0, help="seed of fitting and draws")
     impute.add_argument("--progress", action="store_true", help="show a line per epoch")
@@ -179,3 +185,32 @@ def _add_predict_command(commands: Any) -> None:
     predict.add_argument("--data", help="data file or name (default: the run's test split)")
     predict.add_argument("--labels", help="label column or file of --data, to score against")
     predict.add_argument("--out", type=Path, help="CSV (default RUN/predictions.csv)")
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (argparse names the option on failure)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive whole number (1, 2, ...)")
+    return value
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 or more")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    value = float(text)
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive finite number")
+    return value
+
+
+# argparse says "invalid <type name> value: 'abc'" for text that is not a number
+_positive_int.__name__ = _count.__name__ = "whole number"
+_positive_float.__name__ = "number"

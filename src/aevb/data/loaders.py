@@ -103,6 +103,13 @@ def load_dataset(
             raise DataError(f"scale must be a positive number, got {scale}: e.g. 255 for 8-bit")
         dataset = replace(dataset, x=dataset.x / scale)
     if binarize is not None:
+        low, high = float(dataset.x.min()), float(dataset.x.max())
+        if not low < binarize <= high:
+            raise DataError(
+                f"binarize = {binarize} would turn every value of {dataset.name} into "
+                f"{int(binarize <= low)}: the data range from {low:g} to {high:g}; choose a "
+                "threshold above the smallest value and at most the largest (e.g. their middle)"
+            )
         dataset = replace(dataset, x=(dataset.x >= binarize).to(dataset.x.dtype))
     return dataset
 
