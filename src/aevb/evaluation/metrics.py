@@ -19,8 +19,9 @@ from torch.distributions import Distribution
 
 from ..distributions.core import DiagonalNormalMixture, is_diagonal_normal
 from ..distributions.kl import kl, kl_per_dim, kl_per_layer
+from ..errors import ConfigError
 from ..inference.objectives import ELBOTerms, elbo
-from ..models.vae import VAE
+from ..models.vae import VAE, as_input
 from ..nn.utils import device_of
 
 
@@ -42,6 +43,7 @@ def evaluate(
     ``objective`` gives the bound: the ELBO with one z sample by default, or e.g.
     ``functools.partial(iwae_bound, k=5)`` to select an IWAE-trained model by its own bound.
     """
+    x = as_input(model, x)
     was_training = model.training
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64)
@@ -194,6 +196,9 @@ def log_px(
     Returns:
         :class:`LogPx` with per-example estimates and standard errors.
     """
+    if not (isinstance(k, int) and k >= 1) or batch_size < 1 or max_rows < 1:
+        raise ConfigError(f"k, batch_size and max_rows must be whole numbers >= 1, got k = {k}")
+    x = as_input(model, x)
     # Filled in place: small results kept between the large chunks would fragment the heap
     # (resident memory grew by ~2 GB over 10,000 images when they were appended to a list).
     estimates = torch.empty(x.shape[0], dtype=torch.float64)

@@ -20,6 +20,7 @@ from torch.distributions import Distribution
 
 from ..distributions.core import detach
 from ..distributions.kl import kl, kl_groups
+from ..errors import ConfigError
 
 
 class Terms(Protocol):
@@ -107,11 +108,11 @@ def elbo(
         >>> terms.loss.backward()                      # doctest: +SKIP
     """
     if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        raise ConfigError(f"num_samples must be >= 1, got {num_samples}")
     if analytic_kl is None:
         analytic_kl = not stl
     if stl and analytic_kl:
-        raise ValueError("stl=True uses the Monte Carlo KL; do not also set analytic_kl=True")
+        raise ConfigError("stl=True uses the Monte Carlo KL; do not also set analytic_kl=True")
     qz = model.encode(x)
     z = qz.rsample((num_samples,))  # (k, B, D)
     px = model.decode(z)
@@ -163,9 +164,9 @@ def iwae_bound(
         batch objective for the chosen gradient.
     """
     if gradient not in IWAE_GRADIENTS:
-        raise ValueError(f"gradient must be one of {IWAE_GRADIENTS}, got {gradient!r}")
+        raise ConfigError(f"gradient must be one of {IWAE_GRADIENTS}, got {gradient!r}")
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise ConfigError(f"k must be >= 1, got {k}")
     qz = model.encode(x)
     z = qz.rsample((k,))  # (k, B, D)
     log_px_z = model.decode(z).log_prob(x)  # (k, B)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Distribution
@@ -59,7 +60,13 @@ class VAE(nn.Module):
         return self.decoder(z)
 
     def elbo(self, x: torch.Tensor, **options: object) -> ELBOTerms:
-        """Per-example ELBO terms; ``options`` are those of :func:`aevb.elbo`."""
+        """Per-example ELBO terms; ``options`` are those of :func:`aevb.elbo`.
+
+        ``x`` is checked and converted first (:func:`as_input`, :meth:`check_data`); the
+        functional :func:`aevb.elbo` takes it as given, for speed inside training loops.
+        """
+        x = as_input(self, x)
+        check_data(self, x)
         return elbo(self, x, **options)  # type: ignore[arg-type]
 
     def check_data(self, x: torch.Tensor) -> None:
@@ -85,6 +92,48 @@ class VAE(nn.Module):
         """Mean of p(x|z) at z = E_q[z|x] (or at a sample ``z ~ q(z|x)``), shaped like ``x``."""
         qz = self.encode(x)
         return self.decode(qz.sample() if sample_z else qz.mean).mean
+
+
+def as_input(model: nn.Module, x: Any, name: str = "x") -> torch.Tensor:
+    """``x`` as a tensor of the model's floating dtype, examples in rows.
+
+    NumPy arrays, integer and boolean tensors, and floats of another precision are converted
+    (e.g. float64 data for a float32 model); what cannot be data is a :class:`aevb.DataError`
+    naming ``name`` and the fix, never an error from inside torch.
+    """
+    if not isinstance(x, torch.Tensor):
+        try:
+            x = torch.as_tensor(np.asarray(x))
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise DataError(f"{name} must be an array of numbers ({error})") from None
+    if x.is_complex() or not (x.is_floating_point() or x.dtype in _CONVERTIBLE):
+        raise DataError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise DataError(
+            f"{name} must be an (n, ...) array with one example per row and n >= 1, got shape "
+            f"{tuple(x.shape)}" + ("; for one example use x[None]" if x.ndim == 1 else "")
+        )
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    return x if x.dtype == dtype else x.to(dtype)
+
+
+def checked_inputs(
+    model: nn.Module, data: tuple[Any, ...], valid: Any | None
+) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
+    """Training data ``(x, *rest)`` and validation ``x`` converted (:func:`as_input`, the
+    rest, e.g. labels, as tensors) and checked by ``model.check_data`` where it has one."""
+    x = as_input(model, data[0])
+    rest = tuple(torch.as_tensor(part) for part in data[1:])
+    valid_x = None if valid is None else as_input(model, valid, "valid")
+    check = getattr(model, "check_data", None)
+    if check is not None:
+        check(x, *rest)
+        if valid_x is not None:
+            check(valid_x)
+    return (x, *rest), valid_x
+
+
+_CONVERTIBLE = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 @torch.no_grad()

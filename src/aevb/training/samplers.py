@@ -20,7 +20,7 @@ from typing import Protocol
 
 import torch
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..models.semisupervised import UNLABELLED
 
 Batch = tuple[torch.Tensor, ...]
@@ -44,7 +44,7 @@ class Shuffled:
 
     def __init__(self, batch_size: int, *, with_index: bool = False) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+            raise ConfigError(f"batch_size must be positive, got {batch_size}")
         self.batch_size, self.with_index = batch_size, with_index
 
     def num_steps(self, data: Batch) -> int:
@@ -79,7 +79,7 @@ class LabelledMix:
 
     def __init__(self, batch_size: int, labelled_per_batch: int = 10) -> None:
         if batch_size < 1 or labelled_per_batch < 1:
-            raise ValueError("batch_size and labelled_per_batch must be positive")
+            raise ConfigError("batch_size and labelled_per_batch must be positive")
         self.batch_size, self.labelled_per_batch = batch_size, labelled_per_batch
         self._order = torch.zeros(0, dtype=torch.long)  # the current pass over labelled rows
         self._position = 0

@@ -31,10 +31,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import TrainingDiverged
+from ..errors import ConfigError, TrainingDiverged
 from ..evaluation.metrics import evaluate
 from ..inference.objectives import ELBOTerms, Terms, elbo, linear_warmup
-from ..models.vae import VAE
+from ..models.vae import VAE, checked_inputs
 from ..nn.utils import device_of
 from .checkpoint import (
     load_json,
@@ -127,8 +127,8 @@ class Trainer:
         validate: Callable[[Any], float] | None = None,
         epoch_metrics: Callable[[Any], dict[str, float]] | None = None,
     ) -> None:
-        if batch_size < 1 or max_epochs < 0 or lr <= 0:
-            raise ValueError("batch_size and max_epochs must be positive and lr > 0")
+        if not (batch_size >= 1 and max_epochs >= 0 and lr > 0):  # written so that NaN fails
+            raise ConfigError(f"need batch_size >= 1, max_epochs >= 0, lr > 0: {batch_size}, {lr}")
         self.model, self.objective = model, objective
         self.sampler: BatchSampler = sampler if sampler is not None else Shuffled(batch_size)
         self.optimizers = make_optimizers(model, optimizer, lr, sparse_lr)
@@ -177,16 +177,12 @@ class Trainer:
         """
         data = train if isinstance(train, tuple) else (train,)
         if valid is not None and (len(data) > 1 or getattr(self.sampler, "with_index", False)):
-            raise ValueError(
+            raise ConfigError(
                 "valid= is scored by the objective on x alone (ELBO, IWAE); this objective "
                 "needs labels or example indices: pass epoch_metrics= or validate= instead "
                 "(e.g. aevb.training.recipes.validation_error(x, y) for M2)"
             )
-        check_data = getattr(self.model, "check_data", None)
-        if check_data is not None:
-            check_data(*data)
-            if valid is not None:
-                check_data(valid)
+        data, valid = checked_inputs(self.model, data, valid)
         steps_per_epoch = self.sampler.num_steps(data)
         if resume:
             self._load_state()
@@ -365,7 +361,7 @@ class Trainer:
 
     def _load_state(self) -> None:
         if self.run_dir is None:
-            raise ValueError("resume=True needs the run_dir the interrupted run wrote to")
+            raise ConfigError("resume=True needs the run_dir the interrupted run wrote to")
         path = self.run_dir / "trainer.safetensors"
         tensors, metadata = load_tensors(path), load_metadata(path)
         if "state" in metadata:
