@@ -30,6 +30,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as error:
+        if error.filename in (str(tmp), tmp):  # name the file the user asked for
+            error.filename = str(path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -23,8 +23,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"aevb: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("aevb: interrupted; the last finished epoch is checkpointed", file=sys.stderr)
+        training = name == "train"
+        note = "; the last finished epoch is checkpointed (--resume)" if training else ""
+        print(f"aevb: interrupted{note}", file=sys.stderr)
         return 130
+    except OSError as error:  # unreadable input, unwritable output, a full disk
+        if isinstance(error, BrokenPipeError) or error.filename is None:
+            raise
+        print(
+            f"aevb: error: {error.strerror or error} for {error.filename}: check that the path "
+            "exists, is writable, and that its disk has room (nothing was left half-written)",
+            file=sys.stderr,
+        )
+        return 2
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit

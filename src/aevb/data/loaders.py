@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import math
 import struct
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -209,7 +210,7 @@ def load_array(path: Path, *, key: str | None = None) -> np.ndarray:
         )
     try:
         if path.suffix == ".npy":
-            return np.load(path, allow_pickle=False)
+            return _load_npy(path)
         if path.suffix == ".npz":
             return _load_npz(path, key)
         if path.suffix == ".csv":
@@ -220,12 +221,33 @@ def load_array(path: Path, *, key: str | None = None) -> np.ndarray:
             return _load_idx(path)
     except DataError:
         raise
-    except (ValueError, OSError, EOFError, struct.error) as error:
+    except (ValueError, OSError, EOFError, struct.error, zipfile.BadZipFile) as error:
         raise DataError(f"could not read {path}: {error}. Is the file complete?") from error
     raise DataError(
         f"unknown data format for {path}: use .npy, .npz, .csv, .amat or an MNIST IDX file "
         "(*-ubyte or *-ubyte.gz)"
     )
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """``np.load``, after checking that the file holds the bytes its header promises (a
+    damaged header could otherwise ask for any amount of memory)."""
+    with open(path, "rb") as file:
+        major, _ = np.lib.format.read_magic(file)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if major == 1
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read_header(file)
+        needed = math.prod(shape) * dtype.itemsize + file.tell()
+    size = path.stat().st_size
+    if needed > size:
+        raise DataError(
+            f"{path} is truncated or corrupt: its header says shape {shape} of {dtype} "
+            f"({needed / 2**30:.3g} GiB), the file holds {size / 2**30:.3g} GiB; save it again"
+        )
+    return np.load(path, allow_pickle=False)
 
 
 def _load_npz(path: Path, key: str | None) -> np.ndarray:
@@ -285,6 +307,11 @@ def _load_idx(path: Path) -> np.ndarray:
 
 
 def _to_dataset(array: np.ndarray, name: str) -> Dataset:
+    if array.dtype.names:
+        raise DataError(
+            f"{name}: a structured array (fields {', '.join(array.dtype.names)}) is not a table "
+            "of numbers aevb reads: save a plain numeric (n, features) array, or a CSV"
+        )
     if array.ndim < 2 or array.ndim > 4:
         raise DataError(
             f"{name}: expected examples in rows, shape (n, features), (n, H, W), (n, C, H, W) "
