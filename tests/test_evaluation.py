@@ -10,7 +10,7 @@ import torch
 from ppca import PPCA, encoder_gradients
 
 from aevb import active_units, elbo, elbo_surgery, iwae_bound, log_px
-from aevb.evaluation.metrics import _aggregate_log_prob
+from aevb.evaluation.surgery import _aggregate_log_prob
 
 
 @pytest.fixture
@@ -201,3 +201,30 @@ def test_aggregate_posterior_of_diagonal_and_general_gaussians_agree() -> None:
     fast = _aggregate_log_prob(diagonal, z, max_elements=100)
     direct = _aggregate_log_prob(general, z, max_elements=100)
     torch.testing.assert_close(fast, direct, rtol=1e-10, atol=1e-10)
+
+
+def test_effective_sample_size_is_reported_and_a_small_one_warned() -> None:
+    from aevb import mlp_vae
+    from aevb.evaluation import summarize
+
+    torch.manual_seed(0)
+    model = mlp_vae(16, 2, (8,))
+    x = torch.rand(30, 16)
+    estimate = log_px(model, x, 1)
+    torch.testing.assert_close(estimate.ess, torch.ones(30, dtype=torch.float64))
+    estimate = log_px(model, x, 40)
+    assert bool(((estimate.ess >= 1) & (estimate.ess <= 40 + 1e-9)).all())
+    summary = summarize(model, x, k=40, surgery_points=30)
+    assert summary["ess_median"] <= 40
+    assert any("effective sample size" in warning for warning in summary["warnings"])
+
+
+def test_log_normal_column_density_is_minus_infinity_at_zero() -> None:
+    from scipy import stats
+
+    from aevb.distributions.columns import ZeroSafeLogNormal
+
+    dist = ZeroSafeLogNormal(torch.tensor(0.3), torch.tensor(0.7))
+    x = torch.tensor([0.0, -1.0, 0.5, 2.0])
+    expected = stats.lognorm.logpdf(x.numpy(), 0.7, scale=np.exp(0.3))
+    np.testing.assert_allclose(dist.log_prob(x).numpy(), expected, rtol=1e-6)

@@ -68,6 +68,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f"log p(x), IS k={summary['k']}",
             f"{summary['log_px']:.3f} ± {summary['log_px_stderr']:.3f}",
         ),
+        ("  effective sample size, median", f"{summary['ess_median']:.1f} of {summary['k']}"),
         ("negative log-likelihood", f"{summary['nll']:.3f}"),
         ("bits per dimension", f"{summary['bits_per_dim']:.4f}"),
         ("ELBO", f"{summary['elbo']:.3f}"),

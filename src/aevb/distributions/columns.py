@@ -140,9 +140,19 @@ class _StudentT(Family):
         return [mean, _raw_positive(math.sqrt(var)), _raw_positive(9.0)]
 
 
+class ZeroSafeLogNormal(LogNormal):
+    """torch's LogNormal, with log-density -inf at x <= 0 (torch gives NaN at 0): a zero in a
+    positive column then reads as impossible under the model, not as a NaN loss."""
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        positive = value > 0
+        safe = torch.where(positive, value, torch.ones_like(value))
+        return torch.where(positive, super().log_prob(safe), torch.full_like(safe, -math.inf))
+
+
 class _LogNormal(_PositiveFamily):
     def distribution(self, raw):
-        return LogNormal(raw[..., 0], _positive(raw[..., 1]), validate_args=False)
+        return ZeroSafeLogNormal(raw[..., 0], _positive(raw[..., 1]), validate_args=False)
 
     def initial_raw(self, values, num_categories=0):
         mean, var = _moments(np.log(values))

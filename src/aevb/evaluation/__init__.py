@@ -4,10 +4,8 @@ and the inference gaps."""
 from .gaps import inference_gaps
 from .metrics import (
     LogPx,
-    Surgery,
     active_units,
     bits_per_dim,
-    elbo_surgery,
     encode_means,
     evaluate,
     kl_per_dimension,
@@ -15,6 +13,7 @@ from .metrics import (
     log_px,
     summarize,
 )
+from .surgery import Surgery, elbo_surgery
 
 __all__ = [
     "LogPx",

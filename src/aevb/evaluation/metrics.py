@@ -17,12 +17,12 @@ from typing import Any
 import torch
 from torch.distributions import Distribution
 
-from ..distributions.core import DiagonalNormalMixture, is_diagonal_normal
-from ..distributions.kl import kl, kl_per_dim, kl_per_layer
+from ..distributions.kl import kl_per_dim, kl_per_layer
 from ..errors import ConfigError
 from ..inference.objectives import ELBOTerms, elbo
 from ..models.vae import VAE, as_input
 from ..nn.utils import device_of
+from .surgery import elbo_surgery
 
 
 def _batches(model: VAE, x: torch.Tensor, batch_size: int):
@@ -141,11 +141,16 @@ class LogPx:
         log_px: ``(n,)`` log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x).
         stderr: ``(n,)`` delta-method standard error of each estimate (Monte Carlo error only).
         k: proposals per example.
+        ess: ``(n,)`` effective sample size (sum w)^2 / sum w^2 of each example's weights.
+            When it is small (a few dozen of k), a handful of weights carry the estimate and
+            both it and its standard error are unreliable (the error is understated); the
+            proposal q is far from the posterior there.
     """
 
     log_px: torch.Tensor
     stderr: torch.Tensor
     k: int
+    ess: torch.Tensor | None = None
 
     @property
     def mean(self) -> float:
@@ -202,7 +207,7 @@ def log_px(
     # Filled in place: small results kept between the large chunks would fragment the heap
     # (resident memory grew by ~2 GB over 10,000 images when they were appended to a list).
     estimates = torch.empty(x.shape[0], dtype=torch.float64)
-    errors = torch.empty_like(estimates)
+    errors, ess = torch.empty_like(estimates), torch.empty_like(estimates)
     chunks = -(-k // max(1, max_rows // batch_size))
     chunk = -(-k // chunks)  # equal chunks, the last one's surplus dropped (one shape to compile)
     log_weights = _log_weights(model, matmul_dtype)
@@ -226,7 +231,8 @@ def log_px(
         variance = (sum_w2 / k - mean_w.square()).clamp(min=0)
         estimates[rows] = peak + mean_w.log()
         errors[rows] = (variance / k).sqrt() / mean_w
-    return LogPx(estimates, errors, k)
+        ess[rows] = (sum_w.square() / sum_w2).cpu()
+    return LogPx(estimates, errors, k, ess)
 
 
 def _log_weights(model: VAE, matmul_dtype: torch.dtype):
@@ -253,77 +259,7 @@ def bits_per_dim(log_px_nats: float, data_dim: int) -> float:
     return -log_px_nats / (data_dim * math.log(2))
 
 
-# -- ELBO surgery ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Surgery:
-    """ELBO surgery (Hoffman & Johnson 2016): average KL = I[n; z] + KL(q(z) || p(z)).
-
-    Attributes:
-        average_kl: (1/N) sum_n KL(q(z|x_n) || p(z)), nats (closed form where registered).
-        mutual_info: index-code mutual information I[n; z] under q(n, z) = q(z|x_n) / N.
-        marginal_kl: KL(q(z) || p(z)) of the aggregate posterior q(z) = (1/N) sum_n q(z|x_n),
-            ``average_kl - mutual_info``, so the terms add up exactly.
-        stderr: Monte Carlo standard error of ``mutual_info`` (and so of ``marginal_kl``).
-        num_data: N; the mutual information is at most log N.
-    """
-
-    average_kl: float
-    mutual_info: float
-    marginal_kl: float
-    stderr: float
-    num_data: int
-
-
-@torch.no_grad()
-def elbo_surgery(
-    model: VAE, x: torch.Tensor, *, num_samples: int = 1, max_elements: int = 1 << 24
-) -> Surgery:
-    """Split the average KL of ``x`` into mutual information and marginal KL.
-
-    The estimator draws ``num_samples`` z ~ q(z|x_n) for every n and evaluates the aggregate
-    posterior exactly as the N-component mixture log q(z) = logsumexp_m log q(z|x_m) - log N,
-    so I[n; z] ~= mean [log q(z|x_n) - log q(z)] is unbiased for the N data points and the
-    whole computation is O(N^2 * num_samples * latent_dim), done in blocks of at most
-    ``max_elements`` numbers. The average KL is the closed form (or Monte Carlo with the same
-    samples), and the marginal KL is their difference.
-    """
-    device = device_of(model)
-    x = x.to(device)
-    n = x.shape[0]
-    qz_all = model.encode(x)  # batch (N,)
-    pz = model.prior()
-    z = qz_all.sample((num_samples,))  # (S, N, D)
-    log_q_own = qz_all.log_prob(z)  # (S, N)
-    average_kl = float(kl(qz_all, pz, z).double().mean())
-    flat = z.reshape(-1, z.shape[-1])  # (S * N, D)
-    log_q_aggregate = _aggregate_log_prob(qz_all, flat, max_elements).reshape(num_samples, n)
-    terms = (log_q_own.double() - log_q_aggregate).flatten()
-    mutual_info = float(terms.mean())
-    stderr = float(terms.std() / math.sqrt(terms.numel())) if terms.numel() > 1 else math.nan
-    return Surgery(average_kl, mutual_info, average_kl - mutual_info, stderr, n)
-
-
-def _aggregate_log_prob(qz_all: Distribution, z: torch.Tensor, max_elements: int) -> torch.Tensor:
-    """log q(z) = logsumexp_m log q(z|x_m) - log N for ``z (M, D)``, in float64 blocks."""
-    n = qz_all.batch_shape[0]
-    if is_diagonal_normal(qz_all):
-        # Diagonal Gaussians: the N-component mixture's matrix-product density, (rows, N) blocks.
-        aggregate = DiagonalNormalMixture(
-            torch.zeros(n, dtype=torch.float64, device=z.device),
-            qz_all.mean.double(),
-            qz_all.stddev.double(),
-        )
-        rows = max(1, max_elements // n)
-        return torch.cat([aggregate.log_prob(part.double()) for part in z.split(rows)])
-    rows = max(1, max_elements // (n * z.shape[-1]))  # general q: (rows, N, D) blocks
-    return torch.cat(
-        [
-            torch.logsumexp(qz_all.log_prob(part[:, None, :]).double(), dim=1) - math.log(n)
-            for part in z.split(rows)
-        ]
-    )
+MIN_ESS = 50.0  # below this median effective sample size, IS estimates get a warning
 
 
 def summarize(
@@ -359,6 +295,7 @@ def summarize(
         "k": k,
         "log_px": estimate.mean,
         "log_px_stderr": estimate.mean_stderr,
+        "ess_median": float(estimate.ess.median()) if estimate.ess is not None else None,
         "nll": -estimate.mean,
         "bits_per_dim": bits_per_dim(estimate.mean, data_dim),
         "elbo": terms["elbo"],
@@ -380,6 +317,14 @@ def summarize(
         **(layers or {}),
         "warnings": [],
     }
+    ess = summary["ess_median"]
+    if ess is not None and ess < MIN_ESS:
+        summary["warnings"].append(
+            f"importance sampling is unreliable here: the median effective sample size is "
+            f"{ess:.1f} of k = {k}, so a few proposals carry each estimate and the standard "
+            "error understates the spread; raise k, or train a richer q(z|x) (--posterior "
+            "full or planar) whose proposals sit closer to the posterior"
+        )
     inactive = (~active).nonzero().flatten().tolist()
     if inactive:
         summary["warnings"].append(
