@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from ..models.vae import VAE
 
 
+MAX_STEP = 1.0
+
+
 def semi_amortized_elbo(
     model: VAE,
     x: torch.Tensor,
@@ -28,7 +31,9 @@ def semi_amortized_elbo(
 ) -> ELBOTerms:
     """Training objective: the ELBO at λ_K, after K gradient-ascent steps from the encoder's λ_0.
 
-    λ = (μ, log σ) of a diagonal Gaussian; each step is λ ← λ + lr ∇_λ ELBO(λ) (one z sample).
+    λ = (μ, log σ) of a diagonal Gaussian; each step is λ ← λ + lr ∇_λ ELBO(λ) (one z sample),
+    each coordinate's move clipped to ±``MAX_STEP`` (a trust region: σ changes by at most a
+    factor e per step).
     With ``differentiable=True`` the steps are unrolled and the encoder is trained through
     them (SA-VAE, Kim et al. 2018). Otherwise λ_0 is detached: the decoder learns from the
     refined ELBO and the encoder from its own ELBO, which then does not train the decoder
@@ -49,7 +54,9 @@ def semi_amortized_elbo(
             q_step = Independent(Normal(lam[0], lam[1].exp(), validate_args=False), 1)
             value = elbo(_WithPosterior(model, q_step), x).elbo.sum()
             grads = torch.autograd.grad(value, lam, create_graph=through)
-            lam = [t + lr * g for t, g in zip(lam, grads, strict=True)]
+            # Each coordinate moves at most MAX_STEP: a trust region without which one large
+            # gradient on log σ overflows σ (NaN within 15 steps on digits with lr 0.1).
+            lam = [t + (lr * g).clamp(-MAX_STEP, MAX_STEP) for t, g in zip(lam, grads, strict=True)]
             if not through:
                 lam = [t.detach().requires_grad_(True) for t in lam]
     refined = Independent(Normal(lam[0], lam[1].exp(), validate_args=False), 1)
