@@ -152,6 +152,13 @@ def _add_impute_command(commands: Any) -> None:
     impute.add_argument("data", type=Path, help="table file (.csv, .tsv, .parquet)")
     impute.add_argument("--out", type=Path, required=True, help="filled table (.csv/.parquet)")
     impute.add_argument("--model", type=Path, help="use a saved model instead of fitting")
+    impute.add_argument(
+        "--missing",
+        default="",
+        metavar="TOKENS",
+        help="CSV cells that mean 'missing', comma-separated, besides the empty cell (e.g. "
+        "NA,?); every other cell is kept exactly as written (default: empty cells only)",
+    )
     impute.add_argument("--save-model", type=Path, help="folder to save the fitted model in")
     impute.add_argument(
         "--family",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,11 +11,24 @@ import pandas as pd
 
 from ..errors import DataError
 
+WRITABLE = (".csv", ".tsv", ".txt", ".parquet", ".pq")
+
 
 def impute(args: argparse.Namespace) -> int:
+    from ..tabular.text import TEXT_SUFFIXES, fill_text_table, read_text_table, write_text_table
     from ..tabular.vae import TabularVAE, read_table, write_table
 
-    table = read_table(args.data)
+    if args.out.suffix.lower() not in WRITABLE:
+        raise DataError(
+            f"cannot write {args.out}: aevb writes tables as {', '.join(WRITABLE)}; "
+            "choose one of those suffixes"
+        )
+    missing = ("", *(token for token in args.missing.split(",") if token))
+    as_text = Path(args.data).suffix.lower() in TEXT_SUFFIXES and Path(args.data).is_file()
+    if as_text:  # cells kept as written; only the `missing` tokens are holes
+        text, table = read_text_table(Path(args.data), missing)
+    else:
+        table = read_table(args.data)
     if args.model:
         vae = TabularVAE.load(args.model)
     else:
@@ -33,13 +47,20 @@ def impute(args: argparse.Namespace) -> int:
     print(vae.schema_.describe())
     holes = int(table[vae.schema_.names].isna().to_numpy().sum())
     options = dict(num_samples=args.num_samples, importance=not args.no_importance, seed=args.seed)
+    result = vae.impute(table, num_imputations=args.num_imputations, **options)
+    draws = result if isinstance(result, list) else [result]
+    keep_text = as_text and args.out.suffix.lower() in TEXT_SUFFIXES
+    if keep_text:
+        draws = [fill_text_table(text, table, draw) for draw in draws]
     if args.num_imputations:
-        draws = vae.impute(table, num_imputations=args.num_imputations, **options)
         stacked = [d.assign(imputation=i + 1) for i, d in enumerate(draws)]
         filled = pd.concat(stacked)[["imputation", *table.columns]]
     else:
-        filled = vae.impute(table, **options)
-    write_table(filled, args.out)
+        filled = draws[0]
+    if keep_text:
+        write_text_table(filled, args.out)
+    else:
+        write_table(filled, args.out)
     copies = f" ({args.num_imputations} imputations)" if args.num_imputations else ""
     print(f"filled {holes} missing entries of {args.data}{copies}; wrote {args.out}")
     if args.save_model:
