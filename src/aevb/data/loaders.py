@@ -322,6 +322,8 @@ def _to_dataset(array: np.ndarray, name: str) -> Dataset:
         raise DataError(f"{name}: expected numbers, got dtype {array.dtype}")
     if np.iscomplexobj(array):
         raise DataError(f"{name}: complex numbers ({array.dtype}) are not data aevb models")
+    if array.size == 0:
+        raise DataError(f"{name} holds no values (shape {array.shape}): give at least one example")
     image_shape: tuple[int, ...] | None = None
     if array.ndim > 2:
         image_shape, channels_last = image_shape_of(array.shape, name)
