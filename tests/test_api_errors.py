@@ -59,6 +59,11 @@ def test_data_of_another_type_are_converted_to_the_same_numbers(model, convert) 
         (lambda m: aevb.Trainer(m, batch_size=0), ConfigError, "batch_size >= 1"),
         (lambda m: aevb.Trainer(m, progress=False).fit(_binary()[:0]), DataError, "n >= 1"),
         (lambda m: aevb.Trainer(m, progress=False).fit(_binary() * 3), DataError, "support"),
+        (lambda m: aevb.mlp_vae(64, 0), ConfigError, "latent_dim = 0 must be positive"),
+        (lambda m: aevb.MLP(64, (16, 0)), ConfigError, r"hidden_dims\[1\] = 0"),
+        (lambda m: aevb.MixturePrior(2, 0), ConfigError, "num_components = 0"),
+        (lambda m: aevb.ConvEncoder((1, 8, 8), (8, -1)), ConfigError, r"channels\[1\] = -1"),
+        (lambda m: aevb.ConvEncoder((1, 3, 3), (8, 8, 8)), DataError, "too small"),
     ],
 )
 def test_mistakes_are_aevb_errors_naming_the_fix(model, call, error, message) -> None:

@@ -19,3 +19,10 @@ class CheckpointError(AevbError):
 
 class TrainingDiverged(AevbError, FloatingPointError):
     """A term of the objective became NaN or infinite during training."""
+
+
+def require_positive(where: str, **values: float) -> None:
+    """Raise :class:`ConfigError` naming every value of ``values`` that is not > 0 (or NaN)."""
+    bad = [f"{name} = {value}" for name, value in values.items() if not value > 0]
+    if bad:
+        raise ConfigError(f"{where}: {', '.join(bad)} must be positive")

@@ -23,6 +23,7 @@ from torch import nn
 from torch.distributions import Distribution
 
 from ..distributions.chain import MarkovChain, precision_weighted
+from ..errors import ConfigError, require_positive
 from ..nn.mlp import MLP
 from ..nn.utils import out_dim
 from .heads import NormalHead
@@ -221,7 +222,8 @@ def hierarchical_vae(
         >>> model = hierarchical_vae(body, decoder, (100, 50))  # doctest: +SKIP
     """
     if len(sizes) < 2:
-        raise ValueError(f"a hierarchy needs at least two layers, got sizes {tuple(sizes)}")
+        raise ConfigError(f"a hierarchy needs at least two layers, got sizes {tuple(sizes)}")
+    require_positive("hierarchical_vae", **{f"sizes[{i}]": s for i, s in enumerate(sizes)})
     if inference not in INFERENCE_PATHS:
         raise ValueError(f"inference must be one of {INFERENCE_PATHS}, got {inference!r}")
     prior = TopDownPrior(sizes, hidden_dims, activation)

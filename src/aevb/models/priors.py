@@ -12,6 +12,7 @@ from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
 
 from ..distributions.core import DiagonalNormalMixture, is_diagonal_normal
+from ..errors import require_positive
 
 
 class StandardNormalPrior(nn.Module):
@@ -22,6 +23,7 @@ class StandardNormalPrior(nn.Module):
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
+        require_positive("StandardNormalPrior", latent_dim=latent_dim)
         self.latent_dim = latent_dim
         self.register_buffer("loc", torch.zeros(latent_dim))
         self.register_buffer("scale", torch.ones(latent_dim))
@@ -35,6 +37,7 @@ class LearnedNormalPrior(nn.Module):
 
     def __init__(self, latent_dim: int, min_scale: float = 1e-3) -> None:
         super().__init__()
+        require_positive("LearnedNormalPrior", latent_dim=latent_dim)
         self.latent_dim, self.min_scale = latent_dim, min_scale
         self.loc = nn.Parameter(torch.zeros(latent_dim))
         # softplus(raw) + min_scale == 1 at initialization
@@ -57,6 +60,7 @@ class MixturePrior(nn.Module):
 
     def __init__(self, latent_dim: int, num_components: int = 10, min_scale: float = 1e-3) -> None:
         super().__init__()
+        require_positive("MixturePrior", latent_dim=latent_dim, num_components=num_components)
         self.latent_dim, self.num_components, self.min_scale = latent_dim, num_components, min_scale
         self.logits = nn.Parameter(torch.zeros(num_components))
         self.loc = nn.Parameter(torch.randn(num_components, latent_dim))
@@ -89,6 +93,7 @@ class VampPrior(nn.Module):
         init: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
+        require_positive("VampPrior", data_dim=data_dim, num_components=num_components)
         self._encoder = (encoder,)  # a tuple: not a submodule
         if init is None:
             init = 0.05 + 0.01 * torch.randn(num_components, data_dim)

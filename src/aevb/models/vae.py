@@ -18,7 +18,7 @@ from torch.distributions import Distribution
 
 from ..data.loaders import check_finite
 from ..distributions.core import support_fix, unwrap
-from ..errors import DataError
+from ..errors import DataError, require_positive
 from ..inference.objectives import ELBOTerms, elbo
 from ..nn.mlp import MLP
 from .heads import BernoulliHead, NormalHead
@@ -200,6 +200,7 @@ def mlp_vae(
     Example:
         >>> model = mlp_vae(784, 50, (200, 200), activation=nn.Tanh)  # Burda et al. (2015)
     """
+    require_positive("mlp_vae", data_dim=data_dim, latent_dim=latent_dim)
     encoder_body = MLP(data_dim, hidden_dims, activation)
     decoder_body = MLP(latent_dim, tuple(reversed(hidden_dims)), activation)
     return VAE(

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError, require_positive
 
 NORMS = ("none", "batch", "group", "layer")
 
@@ -113,6 +113,7 @@ class ConvEncoder(nn.Module):
         residual_blocks: int = 0,
     ) -> None:
         super().__init__()
+        require_positive("ConvEncoder", **{f"channels[{i}]": c for i, c in enumerate(channels)})
         self.image_shape = _chw(image_shape)
         self.in_dim = self.image_shape[0] * self.image_shape[1] * self.image_shape[2]
         self.sizes = _check_size(self.image_shape, len(channels))
@@ -280,7 +281,7 @@ def _chw(image_shape: Sequence[int]) -> tuple[int, int, int]:
 def _check_size(shape: tuple[int, int, int], stages: int) -> list[tuple[int, int]]:
     sizes = downsampled(shape[1:], stages)
     if stages < 1:
-        raise ValueError("a convolutional body needs at least one stage of channels")
+        raise ConfigError("a convolutional body needs at least one stage of channels")
     if min(sizes[-2]) < 2:
         raise DataError(
             f"images of {shape[1]}x{shape[2]} are too small for {stages} stride-2 stages (each "

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..errors import require_positive
+
 
 class Tanh(nn.Tanh):
     """tanh, computed as ``2 sigmoid(2a) - 1`` under ``torch.compile``: the same function (to
@@ -73,6 +75,8 @@ class MLP(nn.Sequential):
     def __init__(
         self, in_dim: int, hidden_dims: Sequence[int], activation: type[nn.Module] = nn.ReLU
     ) -> None:
+        widths = {f"hidden_dims[{i}]": w for i, w in enumerate(hidden_dims)}
+        require_positive("MLP", in_dim=in_dim, **widths)
         layers: list[nn.Module] = []
         width = in_dim
         for hidden in hidden_dims:
