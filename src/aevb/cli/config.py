@@ -209,40 +209,47 @@ def config_from_dict(raw: dict[str, Any], *, where: str = "config") -> RunConfig
 def _check_combinations(config: RunConfig, where: str) -> None:
     """Options of different sections that contradict each other, refused with the reason."""
     model, train = config.model, config.train
-    if model.kind != "vae" and train.inference != "amortized":
-        raise ConfigError(
-            f"{where}: inference = {train.inference!r} fits a q per example of a plain VAE; "
-            f"a {model.kind} model infers z and y with its encoder: use inference = 'amortized'"
-        )
-    if model.kind == "vae" and config.data.num_labelled is not None:
-        raise ConfigError(
-            f"{where}: num_labelled hides labels of a semi-supervised model; a plain VAE uses "
-            "none: drop it, or set kind = 'm2'"
-        )
-    if train.refine_steps > 0 and train.objective == "iwae":
-        raise ConfigError(
-            f"{where}: refine_steps refines q for the ELBO; with objective = 'iwae' pick one "
-            "of the two"
-        )
-    if model.spatial_latents and (model.body == "mlp" or model.posterior != "diagonal"):
-        raise ConfigError(
-            f"{where}: spatial_latents needs a convolutional body (body = 'conv' or 'resnet') "
-            "and the diagonal posterior"
-        )
-    if model.spatial_latents and model.kind != "vae":
-        raise ConfigError(f"{where}: spatial_latents is for kind = 'vae' models")
-    if model.latent_layers:
-        if train.refine_steps > 0:
-            raise ConfigError(
-                f"{where}: refine_steps (semi-amortized inference) refines a Gaussian q(z|x); "
-                "a hierarchy (latent_layers) has a chain of layers: drop one of the two"
-            )
-        if train.stl or (train.objective == "iwae" and train.iwae_gradient != "standard"):
-            raise ConfigError(
-                f"{where}: the STL and DReG gradients rebuild q(z|x) with detached parameters, "
-                "which a hierarchy (latent_layers) cannot: use iwae_gradient = 'standard' and "
-                "stl = false with latent layers"
-            )
+    layers = bool(model.latent_layers)
+    rules = [
+        (
+            model.kind != "vae" and train.inference != "amortized",
+            f"inference = {train.inference!r} fits a q per example of a plain VAE; a "
+            f"{model.kind} model infers z and y with its encoder: use inference = 'amortized'",
+        ),
+        (
+            model.kind == "vae" and config.data.num_labelled is not None,
+            "num_labelled hides labels of a semi-supervised model; a plain VAE uses none: drop "
+            "it, or set kind = 'm2'",
+        ),
+        (
+            train.refine_steps > 0 and train.objective == "iwae",
+            "refine_steps refines q for the ELBO; with objective = 'iwae' pick one of the two",
+        ),
+        (
+            model.spatial_latents and (model.body == "mlp" or model.posterior != "diagonal"),
+            "spatial_latents needs a convolutional body (body = 'conv' or 'resnet') and the "
+            "diagonal posterior",
+        ),
+        (
+            model.spatial_latents and model.kind != "vae",
+            "spatial_latents is for kind = 'vae' models",
+        ),
+        (
+            layers and train.refine_steps > 0,
+            "refine_steps (semi-amortized inference) refines a Gaussian q(z|x); a hierarchy "
+            "(latent_layers) has a chain of layers: drop one of the two",
+        ),
+        (
+            layers
+            and (train.stl or (train.objective == "iwae" and train.iwae_gradient != "standard")),
+            "the STL and DReG gradients rebuild q(z|x) with detached parameters, which a "
+            "hierarchy (latent_layers) cannot: use iwae_gradient = 'standard' and stl = false "
+            "with latent layers",
+        ),
+    ]
+    for broken, reason in rules:
+        if broken:
+            raise ConfigError(f"{where}: {reason}")
 
 
 def config_to_dict(config: RunConfig) -> dict[str, Any]:
