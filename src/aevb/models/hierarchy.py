@@ -130,10 +130,10 @@ class LadderEncoder(nn.Module):
             paths.append(path)
             width.append(path.out_dim)
         self.paths = nn.ModuleList(paths)
-        heads: list[nn.Module] = [NormalHead(w, d) for w, d in zip(width, self.sizes, strict=True)]
-        if first_head is not None:  # e.g. per position, for a spatial z_1
-            heads[0] = first_head
-        self.heads = nn.ModuleList(heads)
+        # z_1's head may be given (e.g. per position, for a spatial z_1)
+        first = first_head if first_head is not None else NormalHead(width[0], self.sizes[0])
+        rest = [NormalHead(w, d) for w, d in zip(width[1:], self.sizes[1:], strict=True)]
+        self.heads = nn.ModuleList([first, *rest])
 
     def top(self, x: torch.Tensor) -> Distribution:
         """The bottom-up estimate of the top layer, q(z_L|x): what a VampPrior on z_L mixes."""

@@ -279,9 +279,9 @@ def _chw(image_shape: Sequence[int]) -> tuple[int, int, int]:
 
 
 def _check_size(shape: tuple[int, int, int], stages: int) -> list[tuple[int, int]]:
-    sizes = downsampled(shape[1:], stages)
     if stages < 1:
         raise ConfigError("a convolutional body needs at least one stage of channels")
+    sizes = downsampled(shape[1:], stages)
     if min(sizes[-2]) < 2:
         raise DataError(
             f"images of {shape[1]}x{shape[2]} are too small for {stages} stride-2 stages (each "
