@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "aevb"
 LAYERS = [
     {"__init__"},  # the flat public API re-exports everything
     {"cli"},
-    {"tabular", "viz"},
+    {"tabular", "viz", "sklearn", "pyro"},
     {"training"},
     {"evaluation"},
     {"models"},

@@ -81,6 +81,7 @@ if TYPE_CHECKING:
     )
     from .models.semisupervised import error_rate, labelled_subset
     from .nn import MLP, ConvDecoder, ConvEncoder, MaskedInput, PixelProjection, ResidualBlock
+    from .sklearn import VAEEstimator
     from .tabular import (
         ColumnSpec,
         Schema,
@@ -152,6 +153,7 @@ _LAZY = {
     "TrainingDiverged": "errors",
     "UNLABELLED": "models",
     "VAE": "models",
+    "VAEEstimator": "sklearn",
     "ValueCategorical": "distributions",
     "VampPrior": "models",
     "active_units": "evaluation",
@@ -256,6 +258,7 @@ __all__ = [
     "TopDownPrior",
     "Trainer",
     "TrainingDiverged",
+    "VAEEstimator",
     "ValueCategorical",
     "VampPrior",
     "active_units",
