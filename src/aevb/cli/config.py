@@ -104,6 +104,7 @@ class TrainConfig:
     stl: bool = False
     clip_grad_norm: float | None = None
     snapshot_every: int = 50
+    tensorboard: bool = False  # event files in RUN/tensorboard
     max_minutes: float | None = None  # stop after the epoch that passes this wall time
     init_from: str | None = None  # a run folder whose model.safetensors starts training
     inference: str = "amortized"  # or mean-field: per-example q, the encoder unused

@@ -21,6 +21,7 @@ from pathlib import Path
 from ..errors import ConfigError
 
 LOCK = ".aevb.lock"
+TENSORBOARD = "tensorboard"  # the folder of --tensorboard's event files
 # Everything a run writes (figures and reports included), removed by --overwrite.
 RUN_FILES = (
     "config.json",
@@ -80,6 +81,12 @@ def clear_run(out: Path) -> None:
     figures = [*out.glob("*.png"), *out.glob("*.gif")] if is_run(out) else []
     for path in [*(out / name for name in RUN_FILES), *figures]:
         path.unlink(missing_ok=True)
+    events = out / TENSORBOARD
+    if events.is_dir():  # only event files, which aevb wrote
+        for path in events.glob("events.out.tfevents.*"):
+            path.unlink()
+        if not any(events.iterdir()):
+            events.rmdir()
 
 
 @contextmanager

@@ -52,6 +52,7 @@ HELP = {
     "analytic_kl": "closed-form KL where one exists (else Monte Carlo)",
     "stl": "sticking-the-landing gradient (needs --no-analytic-kl)",
     "clip_grad_norm": "clip the gradient's global norm to this value",
+    "tensorboard": "log terms, KL per dimension, lr and image grids to RUN/tensorboard",
     "snapshot_every": "steps between recorded posterior means for latent.gif (0: none)",
     "max_minutes": "stop after the epoch that passes this wall time",
     "init_from": "a run folder whose model.safetensors starts training",

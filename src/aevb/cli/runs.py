@@ -43,11 +43,12 @@ from ..training.checkpoint import (
 )
 from ..training.recipes import m2_objective, validation_error
 from ..training.samplers import BatchSampler, LabelledMix, Shuffled
+from ..training.tensorboard import TensorBoard
 from ..training.trainer import Objective
 from ..viz.report import SNAPSHOTS, draw_figures, draw_label_figures, spread_subset, write_report
 from .build import build_model, build_semi_supervised, build_trainer
 from .config import RunConfig, config_from_dict, config_to_dict
-from .folders import check_out_folder, clear_run, locked
+from .folders import TENSORBOARD, check_out_folder, clear_run, locked
 
 SNAPSHOT_POINTS = 500  # examples whose posterior means are recorded during training
 
@@ -181,7 +182,14 @@ def _fit(
     snapshots = _snapshots(config, plan.model, train, valid, out, resume)
     if snapshots is not None:
         trainer.callbacks.append(snapshots[0])
-    trainer.fit(plan.train, plan.valid, resume=resume)
+    board = _tensorboard(config, plan.model, train, valid, out)
+    if board is not None:
+        trainer.callbacks.append(board)
+    try:
+        trainer.fit(plan.train, plan.valid, resume=resume)
+    finally:
+        if board is not None:
+            board.close()
     if snapshots is not None:
         snapshots[0].record(cast(VAE, plan.model), trainer.step)
         snapshots[0].save(out / SNAPSHOTS, labels=snapshots[1].y)
@@ -308,6 +316,19 @@ def _m1_features(config: RunConfig, x: torch.Tensor | None = None) -> M1Features
     if not isinstance(m1.model, VAE):
         raise ConfigError(f"[model] m1 = {config.model.m1} must be a VAE run (kind = vae)")
     return M1Features(m1.model, x)
+
+
+def _tensorboard(
+    config: RunConfig, model: nn.Module, train: Dataset, valid: Dataset, out: Path
+) -> TensorBoard | None:
+    """``--tensorboard``: event files in ``RUN/tensorboard`` (VAEs; KL per dimension and
+    reconstructions of up to 500 validation rows)."""
+    if not config.train.tensorboard:
+        return None
+    if not isinstance(model, VAE) or config.train.inference != "amortized":
+        raise ConfigError("--tensorboard logs amortized VAEs (kind = vae, inference = amortized)")
+    data = valid if len(valid) else train
+    return TensorBoard(out / TENSORBOARD, data.x[:500], image_shape=train.image_shape)
 
 
 def _snapshots(

@@ -89,7 +89,9 @@ class Trainer:
         run_dir: folder for checkpoints and metrics (``None``: keep nothing on disk).
         progress: show a live bar with the batch terms, and one line per epoch.
         callbacks: called as ``callback(trainer)`` when ``fit`` starts and after every
-            optimizer step (e.g. :class:`LatentSnapshots`).
+            optimizer step (e.g. :class:`LatentSnapshots`); one with an ``epoch_end(trainer)``
+            method is also called after every epoch, once its record is in ``history``
+            (e.g. :class:`aevb.training.tensorboard.TensorBoard`).
         validate: ``validate(model) -> float``, a score to maximize computed after every
             epoch (recorded as ``valid_score``); when given, it replaces the validation
             bound for early stopping and model selection (e.g. the predictive likelihood of
@@ -294,6 +296,10 @@ class Trainer:
         elif improved:
             self._best_state = copy.deepcopy(self.model.state_dict())
         self.history.append(record)
+        for callback in self.callbacks:
+            epoch_end = getattr(callback, "epoch_end", None)
+            if epoch_end is not None:
+                epoch_end(self)
         if self.progress:
             started, first_epoch = self._clock
             line = epoch_line(
