@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: train test lint bench clean
+.PHONY: train test test-slow docs lint bench clean
 
 $(BIN)/aevb: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ test: $(BIN)/aevb
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# the long statistical and training tests (marked slow), not run by `make test`
+test-slow: $(BIN)/aevb
+	$(BIN)/pytest -m slow
+
+# the documentation site from the docstrings and the README: build/docs/index.html
+docs: $(BIN)/aevb
+	$(BIN)/sphinx-build -W --keep-going -E -q -b html docs build/docs
 
 bench: $(BIN)/aevb
 	$(BIN)/python bench/train_throughput.py

@@ -12,7 +12,12 @@ import torch
 from torch.distributions import Distribution
 
 Distribution.set_default_validate_args(True)
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Under pytest-xdist the cores are shared among the workers (and the commands they run).
+_THREADS = max(
+    1, min(2, os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
+)
+torch.set_num_threads(_THREADS)
+os.environ.setdefault("OMP_NUM_THREADS", str(_THREADS))
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

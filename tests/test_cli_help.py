@@ -94,3 +94,47 @@ def test_training_prints_progress_a_legend_and_the_report(tmp_path) -> None:
     assert all("elapsed, ETA" in line and "ex/s" in line for line in lines)
     assert lines[0].endswith("*")  # the first epoch is always the best so far
     assert f"report: {tmp_path / 'run' / 'report.html'}" in out
+
+
+def test_verbose_training_and_a_progress_bar_on_a_terminal(tmp_path) -> None:
+    """--verbose prints the config as TOML that --config reads back, and every term; on a
+    real terminal (a pty) evaluation shows a bar of examples with its rate."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    from test_cli import AEVB, aevb
+
+    run = tmp_path / "run"
+    result = aevb(
+        "train", "--out", run, "--epochs", "1", "--hidden-dims", "16", "--snapshot-every", "0",
+        "--verbose",
+    )  # fmt: skip
+    config_text = result.stdout.split("\n\n[train]")[0]
+    assert config_text.startswith("seed = 0") and 'source = "digits"' in config_text
+    epoch = next(line for line in result.stdout.splitlines() if line.startswith("epoch "))
+    assert "train_log_px_z" in epoch and "valid_log_px_z" in epoch  # hidden without --verbose
+    assert aevb("train", "--quiet", "--verbose", check=False).returncode == 2  # one or other
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
+    process = subprocess.run(
+        [AEVB, "evaluate", str(run), "--k", "50", "--num", "100"],
+        stdin=follower, stdout=subprocess.PIPE, stderr=follower, timeout=120, check=True,
+    )  # fmt: skip
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal is closed once everything is read
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert b"log p(x), IS k=50" in shown and b"ex/s" in shown
+    assert b"log p(x)" in process.stdout

@@ -2,19 +2,19 @@
 
 The vocabularies map one to one:
 
-============================  ====================================================
-aevb                          Pyro
-============================  ====================================================
-``VAE`` (prior + decoder)     the **model** ``model(x)``: ``z ~ p(z)``, ``x ~ p(x|z)``
-encoder q(z|x)                the **guide** ``guide(x)``: ``z ~ q(z|x)``
-latent variable ``z``         sample site ``"z"`` (named by ``latent``)
-data ``x``                    observed sample site named by ``data`` (default ``"x"``)
-rows of a batch               ``pyro.plate("data", num_data)``, scaled to the data set
-parameters                    ``pyro.module(name, vae)``, in model and guide alike
-``elbo(..., analytic_kl=False)``  ``Trace_ELBO``
-``elbo`` (closed-form KL)     ``TraceMeanField_ELBO``
-``iwae_bound(k=k)``           ``RenyiELBO(alpha=0, num_particles=k)``
-============================  ====================================================
+==================================  ========================================================
+aevb                                Pyro
+==================================  ========================================================
+``VAE`` (prior + decoder)           the **model** ``model(x)``: ``z ~ p(z)``, ``x ~ p(x|z)``
+encoder q(z|x)                      the **guide** ``guide(x)``: ``z ~ q(z|x)``
+latent variable ``z``               sample site ``"z"`` (named by ``latent``)
+data ``x``                          observed sample site named by ``data`` (default ``"x"``)
+rows of a batch                     ``pyro.plate("data", num_data)``, scaled to the data set
+parameters                          ``pyro.module(name, vae)``, in model and guide alike
+``elbo(..., analytic_kl=False)``    ``Trace_ELBO``
+``elbo`` (closed-form KL)           ``TraceMeanField_ELBO``
+``iwae_bound(k=k)``                 ``RenyiELBO(alpha=0, num_particles=k)``
+==================================  ========================================================
 
 aevb's distributions are used as they are, wrapped so Pyro can broadcast and score them;
 closed-form KLs registered with aevb (:mod:`aevb.distributions.kl`) are the ones

@@ -207,6 +207,7 @@ def build_trainer(
     sampler: BatchSampler | None = None,
     epoch_metrics: Callable[[Any], dict[str, float]] | None = None,
     progress: bool = True,
+    verbose: bool = False,
 ) -> Trainer:
     """The :class:`aevb.Trainer` of a run: options from ``config.train``; the objective too
     unless the model kind brings its own (M2, per-example q)."""
@@ -231,6 +232,7 @@ def build_trainer(
         seed=config.seed,
         run_dir=run_dir,
         progress=progress,
+        verbose=verbose,
         epoch_metrics=epoch_metrics,
     )
 

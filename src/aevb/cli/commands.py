@@ -23,7 +23,7 @@ from ..inference.local import fit_local
 from ..models.semisupervised import UNLABELLED, SemiSupervisedVAE, error_rate
 from ..viz.plots import interleave, save_image_grid
 from ..viz.report import draw_figures, draw_label_figures, write_report
-from .config import SECTIONS, RunConfig, load_config, override
+from .config import SECTIONS, RunConfig, describe_config, load_config, override
 from .runs import Run, load_like, load_run, load_run_data, train_run
 
 # -- commands -------------------------------------------------------------------------------
@@ -42,8 +42,15 @@ def train(args: argparse.Namespace) -> int:
     config = override(config, given)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out or Path("runs") / f"{Path(config.data.source).stem}-{stamp}"
+    if args.verbose:
+        print(describe_config(config))
     run = train_run(
-        config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet
+        config,
+        out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        verbose=args.verbose,
     )
     metrics = run.metrics
     print(f"run folder: {run.path}")

@@ -257,6 +257,26 @@ def config_to_dict(config: RunConfig) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def describe_config(config: RunConfig) -> str:
+    """The resolved config as TOML, in the form ``--config`` reads (``None``: left out)."""
+    raw = config_to_dict(config)
+    lines = [f"seed = {raw.pop('seed')}"]
+    for section, values in raw.items():
+        lines += ["", f"[{section}]"]
+        lines += [f"{key} = {_toml(value)}" for key, value in values.items() if value is not None]
+    return "\n".join(lines)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    return repr(value)
+
+
 def override(config: RunConfig, updates: dict[str, Any]) -> RunConfig:
     """Replace options given as ``{"latent_dim": 8, "seed": 1, ...}`` (names are unique)."""
     raw = config_to_dict(config)

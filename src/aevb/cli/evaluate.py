@@ -28,7 +28,9 @@ def evaluate(args: argparse.Namespace) -> int:
     run.vae.check_data(x)
     if args.gaps:
         return _gaps(args, run, x)
-    summary = summarize(run.vae, x, k=args.k, seed=args.seed, compile=args.compile)
+    summary = summarize(
+        run.vae, x, k=args.k, seed=args.seed, compile=args.compile, progress=not args.quiet
+    )
     summary["data"] = args.data or f"{run.config.data.source} ({args.split} split)"
     out = Path(args.out or run.path / "evaluation.json")
     save_json(summary, out)

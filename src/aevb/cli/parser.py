@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace the run in --out, or write into a non-empty --out (default: refuse)",
     )
     train.add_argument("--seed", type=int, help="seed of the split, initialization, batches")
-    train.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_verbosity(train)
     for section, cls in SECTIONS.items():
         group = train.add_argument_group(f"[{section}] options")
         for field in dataclasses.fields(cls):
@@ -133,6 +133,7 @@ def _add_evaluate_command(commands: Any) -> None:
     evaluate.add_argument("--data", help="data file or name instead of the run's split")
     evaluate.add_argument("--num", type=_positive_int, help="only the first NUM examples")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the proposals z ~ q")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.add_argument(
         "--compile", action="store_true", help="torch.compile the importance sampler (5-20 s)"
     )
@@ -182,7 +183,7 @@ def _add_impute_command(commands: Any) -> None:
         "--epochs", type=_positive_int, default=2000, help="at most (stops on held-out entries)"
     )
     impute.add_argument("--seed", type=int, default=0, help="seed of fitting and draws")
-    impute.add_argument("--progress", action="store_true", help="show a line per epoch")
+    _add_verbosity(impute)
 
 
 def _add_predict_command(commands: Any) -> None:
@@ -192,6 +193,16 @@ def _add_predict_command(commands: Any) -> None:
     predict.add_argument("--data", help="data file or name (default: the run's test split)")
     predict.add_argument("--labels", help="label column or file of --data, to score against")
     predict.add_argument("--out", type=Path, help="CSV (default RUN/predictions.csv)")
+
+
+def _add_verbosity(command: Any) -> None:
+    """``--quiet`` and ``--verbose``: progress bars and lines are shown by default (bars only
+    on a terminal; one line per epoch otherwise)."""
+    group = command.add_mutually_exclusive_group()
+    group.add_argument("--quiet", action="store_true", help="no progress output")
+    group.add_argument(
+        "--verbose", action="store_true", help="the full config first, every term each epoch"
+    )
 
 
 def _positive_int(text: str) -> int:

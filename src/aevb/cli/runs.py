@@ -128,6 +128,7 @@ def train_run(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    verbose: bool = False,
 ) -> Run:
     """Train the model ``config`` describes into the folder ``out``; return the run.
 
@@ -153,7 +154,7 @@ def train_run(
     with locked(out):
         if overwrite:
             clear_run(out)
-        return _fit(config, out, plan, (train, valid, test), resume, progress)
+        return _fit(config, out, plan, (train, valid, test), resume, progress, verbose)
 
 
 def _fit(
@@ -163,6 +164,7 @@ def _fit(
     data: tuple[Dataset, Dataset, Dataset],
     resume: bool,
     progress: bool,
+    verbose: bool,
 ) -> Run:
     """Train ``plan`` into ``out`` (locked), then test, draw and report."""
     train, valid, test = data
@@ -178,6 +180,7 @@ def _fit(
         sampler=plan.sampler,
         epoch_metrics=plan.epoch_metrics,
         progress=progress,
+        verbose=verbose,
     )
     snapshots = _snapshots(config, plan.model, train, valid, out, resume)
     if snapshots is not None:

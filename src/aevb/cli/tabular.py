@@ -39,7 +39,7 @@ def impute(args: argparse.Namespace) -> int:
             k=args.k,
             epochs=args.epochs,
             seed=args.seed,
-            progress=args.progress,
+            progress=not args.quiet,
         )
         vae.fit(table)
         print(f"trained {len(vae.history_)} epochs on {len(table)} rows{_best(vae.history_)}")

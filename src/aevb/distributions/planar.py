@@ -5,7 +5,7 @@
 
     z_k = f_k(z_{k-1}) = z_{k-1} + û_k tanh(w_k^T z_{k-1} + b_k),
 
-and by the change of variables
+and by the change of variables ::
 
     log q(z_K) = log N(z_0; loc, scale) - sum_k log |1 + û_k^T psi_k(z_{k-1})|,
     psi_k(z) = (1 - tanh^2(w_k^T z + b_k)) w_k

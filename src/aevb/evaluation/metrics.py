@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torch.distributions import Distribution
+from tqdm.auto import tqdm
 
 from ..distributions.kl import kl_per_dim, kl_per_layer
 from ..errors import ConfigError
@@ -173,6 +174,7 @@ def log_px(
     compile: bool = False,
     matmul_dtype: torch.dtype = torch.float32,
     proposal: Callable[[slice], Distribution] | None = None,
+    progress: bool = False,
 ) -> LogPx:
     """log p(x) ~= logsumexp_i [log p(x|z_i) + log p(z_i) - log q(z_i|x)] - log k.
 
@@ -197,6 +199,8 @@ def log_px(
             a subset before publishing figures computed with it.
         proposal: ``rows -> q(z)`` for the examples ``x[rows]``, used instead of the encoder
             (e.g. per-example fits, :meth:`aevb.inference.LocalPosterior.distribution`).
+        progress: show a bar of the examples done, with the rate and the time left (on a
+            terminal only).
 
     Returns:
         :class:`LogPx` with per-example estimates and standard errors.
@@ -213,7 +217,15 @@ def log_px(
     log_weights = _log_weights(model, matmul_dtype)
     if compile:
         log_weights = torch.compile(log_weights, dynamic=False)
+    bar = tqdm(
+        total=x.shape[0],
+        desc=f"log p(x), IS k={k}",
+        unit="ex",
+        leave=False,
+        disable=None if progress else True,  # None: no bar when not a terminal
+    )
     for begin, batch in enumerate(_batches(model, x, batch_size)):
+        bar.update(batch.shape[0])
         rows = slice(begin * batch_size, begin * batch_size + batch.shape[0])
         qz, pz = (proposal(rows) if proposal else model.encode(batch)), model.prior()
         peak = torch.full((batch.shape[0],), -math.inf, dtype=torch.float64, device=batch.device)
@@ -232,6 +244,7 @@ def log_px(
         estimates[rows] = peak + mean_w.log()
         errors[rows] = (variance / k).sqrt() / mean_w
         ess[rows] = (sum_w.square() / sum_w2).cpu()
+    bar.close()
     return LogPx(estimates, errors, k, ess)
 
 
@@ -271,6 +284,7 @@ def summarize(
     threshold: float = 0.01,
     seed: int = 0,
     compile: bool = False,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Every evaluation figure of ``model`` on ``x``, as a JSON-ready dict (nats per example).
 
@@ -278,11 +292,12 @@ def summarize(
     the ELBO with its reconstruction (distortion = -E_q log p(x|z)) and KL (rate) terms, the
     gap log p(x) - ELBO, bits per dimension, active units and KL per dimension, and ELBO surgery
     on at most ``surgery_points`` examples. ``warnings`` names collapsed latent units.
-    ``compile`` is :func:`log_px`'s (float32 throughout; worth its 5-20 s for large n * k).
+    ``compile`` is :func:`log_px`'s (float32 throughout; worth its 5-20 s for large n * k);
+    ``progress`` shows its bar.
     """
     torch.manual_seed(seed)
     started = time.perf_counter()
-    estimate = log_px(model, x, k, compile=compile)
+    estimate = log_px(model, x, k, compile=compile, progress=progress)
     seconds = time.perf_counter() - started
     terms = evaluate(model, x)
     activity, active = active_units(model, x, threshold)

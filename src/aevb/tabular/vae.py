@@ -82,9 +82,11 @@ class TabularVAE:
         seed: seeds the split, the initialization and training.
         progress: show the trainer's progress bar.
 
-    Attributes (after ``fit``):
-        schema_: the inferred :class:`aevb.Schema` (``schema_.describe()`` shows it).
-        model_: the trained :class:`aevb.VAE`; history_: the per-epoch metrics.
+    Attributes:
+        schema_: after ``fit``, the inferred :class:`aevb.Schema` (``schema_.describe()``
+            shows it).
+        model_: after ``fit``, the trained :class:`aevb.VAE`.
+        history_: after ``fit``, the per-epoch metrics.
 
     Example:
         >>> import palmerpenguins                                   # doctest: +SKIP

@@ -16,11 +16,14 @@ def epoch_line(
     first_epoch: int,
     started: float,
     examples: int,
+    *,
+    every_term: bool = False,
 ) -> str:
     """``epoch 13/200  0:12 elapsed, ETA 2:40  5,230 ex/s  train_elbo -31.204 ...``.
 
     The ETA assumes every epoch left runs (early stopping may end sooner); ``examples`` are
-    the rows of data seen in this epoch, ``record["seconds"]`` its duration.
+    the rows of data seen in this epoch, ``record["seconds"]`` its duration; ``every_term``
+    keeps the terms implied by others (the reconstruction term: the bound plus the KL).
     """
     elapsed = time.perf_counter() - started
     eta = elapsed / max(epoch - first_epoch, 1) * (max_epochs - epoch)
@@ -28,7 +31,9 @@ def epoch_line(
     terms = "  ".join(
         f"{k} {v:.3f}"
         for k, v in record.items()
-        if k.startswith(("train_", "valid_")) and isinstance(v, float) and k not in _IMPLIED
+        if k.startswith(("train_", "valid_"))
+        and isinstance(v, float)
+        and (every_term or k not in _IMPLIED)
     )
     width = len(str(max_epochs))
     return (

@@ -88,6 +88,8 @@ class Trainer:
         seed: seeds parameter-free randomness (shuffling, z samples) for reproducible runs.
         run_dir: folder for checkpoints and metrics (``None``: keep nothing on disk).
         progress: show a live bar with the batch terms, and one line per epoch.
+        verbose: the epoch lines show every recorded term (by default the reconstruction
+            terms, implied by the bound and the KL, are left out).
         callbacks: called as ``callback(trainer)`` when ``fit`` starts and after every
             optimizer step (e.g. :class:`LatentSnapshots`); one with an ``epoch_end(trainer)``
             method is also called after every epoch, once its record is in ``history``
@@ -124,6 +126,7 @@ class Trainer:
         seed: int = 0,
         run_dir: str | Path | None = None,
         progress: bool = True,
+        verbose: bool = False,
         eval_batch_size: int = 1000,
         callbacks: Sequence[Callable[[Trainer], None]] = (),
         validate: Callable[[Any], float] | None = None,
@@ -138,6 +141,7 @@ class Trainer:
         self.lr_decay, self.batch_size, self.max_epochs = lr_decay, batch_size, max_epochs
         self.patience, self.beta, self.kl_warmup_epochs = patience, beta, kl_warmup_epochs
         self.clip_grad_norm, self.seed, self.progress = clip_grad_norm, seed, progress
+        self.verbose = verbose
         self.max_seconds = max_seconds
         self.eval_batch_size, self.callbacks = eval_batch_size, list(callbacks)
         self.validate, self.epoch_metrics = validate, epoch_metrics
@@ -303,7 +307,13 @@ class Trainer:
         if self.progress:
             started, first_epoch = self._clock
             line = epoch_line(
-                record, self.epoch, self.max_epochs, first_epoch, started, self._examples
+                record,
+                self.epoch,
+                self.max_epochs,
+                first_epoch,
+                started,
+                self._examples,
+                every_term=self.verbose,
             )
             tqdm.write(line + ("  *" if improved and has_valid else ""))
         if self.run_dir is not None:
