@@ -92,3 +92,14 @@ def test_one_trainer_example_runs(tmp_path: Path) -> None:
 def test_images_example_runs(tmp_path: Path) -> None:
     lines = _run_blocks(tmp_path, "hierarchical_vae(")
     assert lines == ["torch.Size([8])", "torch.Size([8])"]
+
+
+def test_sklearn_example_runs(tmp_path: Path) -> None:
+    lines = _run_blocks(tmp_path, "GridSearchCV(make_pipeline")
+    chosen, score = lines[-1].rsplit(" ", 1)
+    assert chosen in ("{'vaeestimator__latent_dim': 2}", "{'vaeestimator__latent_dim': 8}")
+    assert -400 < float(score) < 0  # nats per image
+
+
+def test_pyro_example_runs(tmp_path: Path) -> None:
+    _run_blocks(tmp_path, "to_pyro(vae, num_data")
