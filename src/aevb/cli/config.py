@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import sys
 import types
 import typing
@@ -263,18 +264,9 @@ def describe_config(config: RunConfig) -> str:
     lines = [f"seed = {raw.pop('seed')}"]
     for section, values in raw.items():
         lines += ["", f"[{section}]"]
-        lines += [f"{key} = {_toml(value)}" for key, value in values.items() if value is not None]
+        # JSON's strings, numbers, booleans and arrays are valid TOML values
+        lines += [f"{key} = {json.dumps(v)}" for key, v in values.items() if v is not None]
     return "\n".join(lines)
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml(item) for item in value) + "]"
-    return repr(value)
 
 
 def override(config: RunConfig, updates: dict[str, Any]) -> RunConfig:

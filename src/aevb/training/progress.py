@@ -11,20 +11,20 @@ _IMPLIED = {"train_log_px_z", "valid_log_px_z", "valid_kl"}
 
 def epoch_line(
     record: dict[str, Any],
-    epoch: int,
     max_epochs: int,
-    first_epoch: int,
-    started: float,
+    clock: tuple[float, int],
     examples: int,
-    *,
     every_term: bool = False,
 ) -> str:
     """``epoch 13/200  0:12 elapsed, ETA 2:40  5,230 ex/s  train_elbo -31.204 ...``.
 
-    The ETA assumes every epoch left runs (early stopping may end sooner); ``examples`` are
-    the rows of data seen in this epoch, ``record["seconds"]`` its duration; ``every_term``
-    keeps the terms implied by others (the reconstruction term: the bound plus the KL).
+    ``clock`` is when and at which epoch this ``fit`` started; the ETA assumes every epoch
+    left runs (early stopping may end sooner); ``examples`` are the rows of data seen in this
+    epoch, ``record["seconds"]`` its duration; ``every_term`` keeps the terms implied by
+    others (the reconstruction term: the bound plus the KL).
     """
+    started, first_epoch = clock
+    epoch = record["epoch"]
     elapsed = time.perf_counter() - started
     eta = elapsed / max(epoch - first_epoch, 1) * (max_epochs - epoch)
     rate = examples / max(record["seconds"], 1e-9)

@@ -88,8 +88,7 @@ class Trainer:
         seed: seeds parameter-free randomness (shuffling, z samples) for reproducible runs.
         run_dir: folder for checkpoints and metrics (``None``: keep nothing on disk).
         progress: show a live bar with the batch terms, and one line per epoch.
-        verbose: the epoch lines show every recorded term (by default the reconstruction
-            terms, implied by the bound and the KL, are left out).
+        verbose: the epoch lines show every term (also those implied by the others).
         callbacks: called as ``callback(trainer)`` when ``fit`` starts and after every
             optimizer step (e.g. :class:`LatentSnapshots`); one with an ``epoch_end(trainer)``
             method is also called after every epoch, once its record is in ``history``
@@ -301,20 +300,9 @@ class Trainer:
             self._best_state = copy.deepcopy(self.model.state_dict())
         self.history.append(record)
         for callback in self.callbacks:
-            epoch_end = getattr(callback, "epoch_end", None)
-            if epoch_end is not None:
-                epoch_end(self)
+            getattr(callback, "epoch_end", lambda trainer: None)(self)
         if self.progress:
-            started, first_epoch = self._clock
-            line = epoch_line(
-                record,
-                self.epoch,
-                self.max_epochs,
-                first_epoch,
-                started,
-                self._examples,
-                every_term=self.verbose,
-            )
+            line = epoch_line(record, self.max_epochs, self._clock, self._examples, self.verbose)
             tqdm.write(line + ("  *" if improved and has_valid else ""))
         if self.run_dir is not None:
             self._save_state(improved)
