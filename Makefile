@@ -21,11 +21,11 @@ test: $(BIN)/aevb
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 # the long statistical and training tests (marked slow), not run by `make test`
 test-slow: $(BIN)/aevb
-	$(BIN)/pytest -m slow
+	$(BIN)/pytest -n auto -m slow
 
 # the documentation site from the docstrings and the README: build/docs/index.html
 docs: $(BIN)/aevb

@@ -201,7 +201,7 @@ def test_gaps_refine_and_richer_posteriors(tmp_path: Path) -> None:
     aevb("train", "--out", out, "--posterior", "full", "--snapshot-every", "0", *SMALL)
     result = aevb(
         "evaluate", out, "--gaps", "--k", "50", "--num", "8", "--families", "diagonal,full",
-        "--refine-steps", "5",
+        "--refine-steps", "5", "--fit-steps", "200",
     )  # fmt: skip
     assert "approximation gap" in result.stdout and "semi-amortized K=5" in result.stdout
     gaps = json.loads((out / "gaps.json").read_text())
@@ -214,7 +214,9 @@ def test_gaps_refine_and_richer_posteriors(tmp_path: Path) -> None:
 
 def test_mean_field_training_run(tmp_path: Path) -> None:
     out = tmp_path / "mean-field"
-    result = aevb("train", "--out", out, "--inference", "mean-field", *SMALL)
+    result = aevb(
+        "train", "--out", out, "--inference", "mean-field", "--local-steps", "200", *SMALL
+    )
     assert "test ELBO" in result.stdout
     facts = json.loads((out / "run.json").read_text())
     assert facts["inference"] == "mean-field" and facts["test_fit_seconds"] > 0

@@ -31,11 +31,13 @@ def _run_blocks(tmp_path: Path, *markers: str) -> list[str]:
 
 
 def test_python_examples_run(tmp_path: Path) -> None:
-    lines = _run_blocks(tmp_path, "Trainer(model", "continuing the example above")
-    elbo, *_ = lines[-2].split()
-    log_px, surgery_residual = map(float, lines[-1].split())
+    # the evaluation and inference examples continue the first one: one script, one training
+    lines = _run_blocks(tmp_path, "Trainer(model", "log_px(model", "inference_gaps(model")
+    elbo, *_ = lines[-3].split()
+    log_px, surgery_residual = map(float, lines[-2].split())
     assert -40 < float(elbo) < log_px < 0  # nats per 8x8 binary digit; ELBO < log p(x)
     assert abs(surgery_residual) < 1e-9
+    assert abs(float(lines[-1])) < 1e-4  # the two gaps add up to the total
 
 
 def test_add_a_likelihood_example_is_a_working_head() -> None:
@@ -59,11 +61,6 @@ def test_tables_example_runs(tmp_path: Path) -> None:
     holes_left, same_dtypes, mean_score = lines[-1].split()
     assert holes_left == "0" and same_dtypes == "True"
     assert -40 < float(mean_score) < 0  # nats per penguin, in the data's own units
-
-
-def test_inference_example_runs(tmp_path: Path) -> None:
-    lines = _run_blocks(tmp_path, "Trainer(model", "inference_gaps(model")
-    assert abs(float(lines[-1])) < 1e-4
 
 
 def test_labels_example_runs(tmp_path: Path) -> None:

@@ -171,6 +171,7 @@ def test_figures_do_not_change_the_trained_model(image_run: Path) -> None:
     assert all(torch.equal(before[k], v) for k, v in run.model.state_dict().items())
 
 
+@pytest.mark.slow  # the whole default run (~200 epochs); its figures and report: test_cli
 def test_default_run_separates_the_digit_classes_in_its_latent_space(tmp_path: Path) -> None:
     """The README's ``aevb train``: 2-D codes where a 5-NN classifier finds the digits."""
     from sklearn.neighbors import KNeighborsClassifier

@@ -110,6 +110,7 @@ class TrainConfig:
     init_from: str | None = None  # a run folder whose model.safetensors starts training
     inference: str = "amortized"  # or mean-field: per-example q, the encoder unused
     local_lr: float = 0.01  # mean-field: Adam step size of the per-example parameters
+    local_steps: int = 2000  # mean-field: Adam steps fitting q of each held-out example
     refine_steps: int = 0  # semi-amortized training: gradient steps on q from the encoder
     refine_lr: float = 0.1
     refine_differentiable: bool = False  # train the encoder through the steps (SA-VAE)
@@ -347,6 +348,7 @@ def _check_ranges(config: Any, where: str) -> None:
         "lr_decay",
         "clip_grad_norm",
         "local_lr",
+        "local_steps",
         "refine_lr",
     )
     for key in positive:

@@ -45,7 +45,9 @@ def _gaps(args: argparse.Namespace, run: Run, x: torch.Tensor) -> int:
     torch.manual_seed(args.seed)
     families = [f for f in args.families.split(",") if f]
     steps = [int(k) for k in args.refine_steps.split(",") if k]
-    gaps = inference_gaps(run.vae, x, families=families, refine_steps=steps, k=args.k)
+    gaps = inference_gaps(
+        run.vae, x, families=families, refine_steps=steps, k=args.k, fit_steps=args.fit_steps
+    )
     summary = gaps.summary()
     print(f"inference gaps on {len(x)} examples, nats per example (Cremer et al. 2018)")
     print(f"  log p(x), IS k={args.k}{summary['log_px']:>28.3f}")

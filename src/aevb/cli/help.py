@@ -58,6 +58,7 @@ HELP = {
     "init_from": "a run folder whose model.safetensors starts training",
     "inference": "amortized (an encoder) or mean-field (a free q_i per training example)",
     "local_lr": "mean-field: learning rate of the per-example parameters (SparseAdam)",
+    "local_steps": "mean-field: Adam steps fitting q(z) of each test example",
     "refine_steps": "semi-amortized training: gradient steps on q from the encoder's output",
     "refine_lr": "semi-amortized: step size of those steps",
     "refine_differentiable": "semi-amortized: train the encoder through the steps (SA-VAE)",

@@ -143,6 +143,9 @@ def _add_evaluate_command(commands: Any) -> None:
     )
     evaluate.add_argument("--families", default="diagonal,full,planar", help="q* families")
     evaluate.add_argument("--refine-steps", default="10,100", help="semi-amortized K values")
+    evaluate.add_argument(
+        "--fit-steps", type=_positive_int, default=2000, help="Adam steps fitting each q*"
+    )
 
 
 def _add_impute_command(commands: Any) -> None:

@@ -274,7 +274,7 @@ def _test_metrics(config: RunConfig, model: nn.Module, test: Dataset) -> dict[st
     assert isinstance(model, VAE)
     if config.train.inference == "mean-field":  # new data need their own fit: what
         fitted = fit_local(  # amortization saves
-            model, test.x, init="prior", steps=2000, lr=config.train.local_lr
+            model, test.x, init="prior", steps=config.train.local_steps, lr=config.train.local_lr
         )
         assert fitted.elbo is not None
         return {"test_elbo": float(fitted.elbo.mean()), "test_fit_seconds": fitted.seconds}

@@ -180,9 +180,16 @@ def project_2d(means: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndar
         return TSNE(2, random_state=seed, init="pca").fit_transform(means)
     if method != "pca":
         raise ValueError(f"unknown projection {method!r}: use 'pca' or 'tsne'")
-    from sklearn.decomposition import PCA
+    return _principal_axes(means)(means)
 
-    return PCA(2, random_state=seed).fit_transform(means)
+
+def _principal_axes(points: np.ndarray) -> Any:
+    """The projection onto the two leading principal axes of ``points (n, d)`` (an SVD of the
+    centred points; scikit-learn's PCA costs a second of imports in every command)."""
+    center = points.mean(0)
+    _, _, vt = np.linalg.svd(points - center, full_matrices=False)
+    axes = vt[:2] * np.where(vt[:2].sum(1, keepdims=True) < 0, -1.0, 1.0)  # a fixed sign
+    return lambda x: (x - center) @ axes.T
 
 
 def _scatter(axes: Any, points: np.ndarray, labels: np.ndarray | None) -> Any:
@@ -234,10 +241,8 @@ def animate_latent(
     plt = _pyplot()
     stacked = torch.stack(list(snapshots)).numpy()  # (S, n, d)
     if stacked.shape[-1] > 2:
-        from sklearn.decomposition import PCA
-
-        pca = PCA(2, random_state=0).fit(stacked[-1])
-        frames = np.stack([pca.transform(frame) for frame in stacked])
+        project = _principal_axes(stacked[-1])
+        frames = np.stack([project(frame) for frame in stacked])
     else:
         frames = np.stack([project_2d(frame) for frame in stacked])
     low, high = frames.reshape(-1, 2).min(0), frames.reshape(-1, 2).max(0)
