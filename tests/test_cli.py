@@ -4,29 +4,24 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from commands import aevb as run_command
 
 from aevb import load_dataset, load_run, train_run
 from aevb.cli.config import RunConfig, config_from_dict, load_config
 from aevb.cli.runs import load_run_data
 from aevb.training.checkpoint import load_tensors
 
-AEVB = str(Path(sys.executable).with_name("aevb"))
 SMALL = ["--epochs", "3", "--hidden-dims", "32,32", "--latent-dim", "3", "--quiet"]
 
 
 def aevb(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [AEVB, *map(str, args)], capture_output=True, text=True, timeout=300, check=False
-    )
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
+    """The command, run in this process (:mod:`commands`); asserts success unless told."""
+    return run_command(*args, check=check)
 
 
 def _fails_cleanly(result: subprocess.CompletedProcess[str], message: str) -> None:

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from test_cli import AEVB
+from commands import AEVB
 
 from aevb.cli import build, config
 from aevb.cli.help import HELP
@@ -106,7 +106,8 @@ def test_verbose_training_and_a_progress_bar_on_a_terminal(tmp_path) -> None:
     import subprocess
     import termios
 
-    from test_cli import AEVB, aevb
+    from commands import AEVB
+    from test_cli import aevb
 
     run = tmp_path / "run"
     result = aevb(

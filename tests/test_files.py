@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from commands import aevb
 
 AEVB = str(Path(sys.executable).with_name("aevb"))
 
 
 def _aevb(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([AEVB, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return aevb(*args, cwd=cwd)
 
 
 def _bad_files(folder: Path) -> None:
@@ -73,6 +74,9 @@ def test_ctrl_c_during_start_up_exits_quietly_with_130(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as at a terminal: a shell starts background jobs with SIGINT ignored, and
+        # a test run started that way would pass the ignoring on to the command
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(1.0)  # in the imports of the command, before any epoch
     process.send_signal(signal.SIGINT)

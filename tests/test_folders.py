@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from commands import aevb
 
 from aevb.cli.folders import LOCK, locked
 from aevb.errors import ConfigError
@@ -22,8 +23,8 @@ AEVB = str(Path(sys.executable).with_name("aevb"))
 QUICK = ["--data", "digits", "--epochs", "1", "--latent-dim", "2", "--hidden-dims", "16", "--quiet"]
 
 
-def _aevb(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([AEVB, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+def _aevb(*args: str, cwd: Path, process: bool = False) -> subprocess.CompletedProcess[str]:
+    return aevb(*args, cwd=cwd, process=process)
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
@@ -121,7 +122,7 @@ def test_a_second_process_cannot_train_into_a_locked_folder(tmp_path: Path) -> N
     """This test process holds the lock; the command, another process, is refused by pid."""
     folder = tmp_path / "busy"
     with locked(folder):
-        result = _aevb("train", *QUICK, "--out", "busy", "--overwrite", cwd=tmp_path)
+        result = _aevb("train", *QUICK, "--out", "busy", "--overwrite", cwd=tmp_path, process=True)
         _refused(result, f"pid {os.getpid()}", "another aevb process")
         assert sorted(p.name for p in folder.iterdir()) == [LOCK]
     assert not (folder / LOCK).exists()

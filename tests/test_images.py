@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from commands import aevb
 from PIL import Image
 
 from aevb import load_dataset
@@ -92,8 +92,7 @@ def test_model_building_checks_image_shapes() -> None:
 
 
 def _aevb(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    command = [str(Path(sys.executable).with_name("aevb")), *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+    return aevb(*args, cwd=cwd)
 
 
 def test_colour_image_run_from_the_command_line(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from commands import aevb
 
 AEVB = str(Path(sys.executable).with_name("aevb"))
 TABLE = """zip,id,label,height,count
@@ -25,8 +26,7 @@ TABLE = """zip,id,label,height,count
 
 
 def _impute(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [AEVB, "impute", "table.csv", "--epochs", "15", "--seed", "0", *args]
-    return subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=300)
+    return aevb("impute", "table.csv", "--epochs", "15", "--seed", "0", *args, cwd=folder)
 
 
 def _cells(path: Path) -> list[list[str]]:

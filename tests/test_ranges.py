@@ -5,11 +5,11 @@ through the config reader (which the command and TOML files share) and the real 
 from __future__ import annotations
 
 import math
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from commands import aevb
 
 from aevb.cli.config import config_from_dict
 from aevb.errors import ConfigError
@@ -58,9 +58,7 @@ def test_nonsense_options_are_refused_with_the_range(raw: dict, message: str) ->
 def test_the_command_refuses_them_in_one_line_and_writes_nothing(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
-    result = subprocess.run(
-        [AEVB, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
-    )
+    result = aevb(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr

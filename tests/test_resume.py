@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 import torch
-from test_cli import AEVB, aevb
+from commands import AEVB
+from test_cli import aevb
 from torch import nn
 
 from aevb import (

@@ -4,13 +4,13 @@ conditional of a linear-Gaussian model, log p(x) against seed 004's known densit
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from commands import aevb
 
 from aevb import DataError, Schema, TabularVAE, log_px, read_table, write_table
 from aevb.data.datasets import ThreeVariables
@@ -211,8 +211,7 @@ def test_read_and_write_tables(tmp_path: Path) -> None:
 
 
 def _aevb(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "aevb.cli", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+    return aevb(*args, cwd=cwd)
 
 
 def test_cli_impute_fits_saves_and_reuses(tmp_path: Path) -> None:

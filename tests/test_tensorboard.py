@@ -4,12 +4,10 @@ callback and ``aevb train --tensorboard`` write equals what training recorded.""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from commands import aevb
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import (
@@ -53,11 +51,9 @@ def test_callback_logs_terms_kl_per_dimension_lr_and_images(tmp_path):
 
 def test_train_tensorboard_option_writes_beside_metrics(tmp_path):
     out = tmp_path / "run"
-    aevb = str(Path(sys.executable).with_name("aevb"))
-    command = [aevb, "train", "--data", "digits-binary"]
-    command += ["--epochs", "2", "--latent-dim", "2", "--hidden-dims", "32", "--quiet"]
-    command += ["--snapshot-every", "0", "--tensorboard", "--out", str(out)]
-    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    command = ["train", "--data", "digits-binary", "--epochs", "2", "--latent-dim", "2"]
+    command += ["--hidden-dims", "32", "--quiet", "--snapshot-every", "0", "--tensorboard"]
+    aevb(*command, "--out", out, check=True)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     events = _events(out / "tensorboard")
     logged = events.Scalars("train/elbo")

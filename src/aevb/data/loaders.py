@@ -251,7 +251,8 @@ def _load_npy(path: Path) -> np.ndarray:
 
 
 def _load_npz(path: Path, key: str | None) -> np.ndarray:
-    with np.load(path, allow_pickle=False) as archive:
+    # our own handle: numpy leaves its file open when the archive is unreadable
+    with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
         keys = list(archive.keys())
         if key is None:
             if len(keys) == 1:
