@@ -61,6 +61,7 @@ def _in_process(command: list[str], cwd: str | Path | None) -> subprocess.Comple
             warnings.catch_warnings(),
         ):
             warnings.simplefilter("default")
+            warnings.filterwarnings("ignore", "`torch.jit.script_method`")  # torch's own imports
             try:
                 code = main(command)
             except SystemExit as exit:  # argparse: --help, usage errors

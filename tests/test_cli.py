@@ -19,9 +19,11 @@ from aevb.training.checkpoint import load_tensors
 SMALL = ["--epochs", "3", "--hidden-dims", "32,32", "--latent-dim", "3", "--quiet"]
 
 
-def aevb(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+def aevb(
+    *args: str | Path, check: bool = True, process: bool = False
+) -> subprocess.CompletedProcess[str]:
     """The command, run in this process (:mod:`commands`); asserts success unless told."""
-    return run_command(*args, check=check)
+    return run_command(*args, check=check, process=process)
 
 
 def _fails_cleanly(result: subprocess.CompletedProcess[str], message: str) -> None:
