@@ -139,3 +139,18 @@ def test_verbose_training_and_a_progress_bar_on_a_terminal(tmp_path) -> None:
     os.close(leader)
     assert b"log p(x), IS k=50" in shown and b"ex/s" in shown
     assert b"log p(x)" in process.stdout
+
+
+def test_every_subcommand_help_ends_with_runnable_examples() -> None:
+    from aevb.cli.help import EXAMPLES
+    from aevb.cli.parser import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert set(EXAMPLES) == set(commands)
+    for name, parser in commands.items():
+        text = parser.format_help()
+        examples = text.split("examples:\n", 1)[1].splitlines()
+        assert len(examples) >= 2 and all(line.startswith(f"  aevb {name}") for line in examples)
+        for line in examples:  # each example parses: its options exist and take these values
+            argv = line.split("#")[0].split()[1:]
+            build_parser().parse_args(argv)

@@ -65,3 +65,40 @@ HELP = {
     "alpha": "m2: weight of log q(y|x) on labelled rows (the paper's alpha / N)",
     "labelled_per_batch": "m2: labelled rows added to every minibatch",
 }
+
+# Runnable examples that end each subcommand's --help.
+EXAMPLES = {
+    "train": [
+        "aevb train                                   # the default VAE on the bundled digits",
+        "aevb train --data digits-binary --likelihood bernoulli --objective iwae --out runs/iwae",
+        "aevb train --model m2 --data digits-binary --likelihood bernoulli --num-labelled 100",
+    ],
+    "sample": [
+        "aevb sample runs/iwae --num 64 --out samples.png",
+        "aevb sample runs/m2 --label 3 --mean --out threes.npy",
+    ],
+    "encode": [
+        "aevb encode runs/iwae --out codes.csv",
+        "aevb encode runs/iwae --data new.npy --refine 50 --out codes.npy",
+    ],
+    "reconstruct": [
+        "aevb reconstruct runs/iwae --num 16 --out reconstructions.png",
+        "aevb reconstruct runs/iwae --data new.npy --out reconstructions.npy",
+    ],
+    "plot": [
+        "aevb plot runs/iwae                          # every figure and report.html",
+        "aevb plot runs/iwae --what latent,samples --method tsne",
+    ],
+    "evaluate": [
+        "aevb evaluate runs/iwae --k 5000             # log p(x) of the test split",
+        "aevb evaluate runs/iwae --gaps --num 100 --families diagonal,full",
+    ],
+    "impute": [
+        "aevb impute table.csv --out filled.csv",
+        "aevb impute table.csv --missing NA,? --num-imputations 5 --out draws.csv",
+    ],
+    "predict": [
+        "aevb predict runs/m2                         # the test split's labels",
+        "aevb predict runs/m2 --data new.csv --labels label --out predictions.csv",
+    ],
+}

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..viz.figures import FIGURES
 from .config import CHOICES, DATASETS, SECTIONS
-from .help import HELP
+from .help import EXAMPLES, HELP
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="fit a VAE and write a run folder")
+    train = _command(commands, "train", help="fit a VAE and write a run folder")
     train.set_defaults(command="commands:train")
     train.add_argument("--config", type=Path, help="TOML config file (flags override it)")
     train.add_argument("--out", type=Path, help="run folder (default: runs/NAME-TIME)")
@@ -36,13 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace the run in --out, or write into a non-empty --out (default: refuse)",
     )
     train.add_argument("--seed", type=int, help="seed of the split, initialization, batches")
-    _add_verbosity(train)
+    _add_verbosity(train, "the full config first (as TOML), every term in each epoch's line")
     for section, cls in SECTIONS.items():
         group = train.add_argument_group(f"[{section}] options")
         for field in dataclasses.fields(cls):
             _add_option(group, field, typing.get_type_hints(cls)[field.name])
 
-    sample = commands.add_parser("sample", help="draw x ~ p(x|z), z ~ p(z) from a run")
+    sample = _command(commands, "sample", help="draw x ~ p(x|z), z ~ p(z) from a run")
     sample.set_defaults(command="commands:sample")
     sample.add_argument("run", type=Path, help="run folder")
     sample.add_argument("--num", type=_positive_int, default=64, help="number of samples")
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0, help="seed of z ~ p(z) and x ~ p(x|z)")
     sample.add_argument("--out", type=Path, help=".png, .npy or .csv (default RUN/samples.png)")
 
-    encode = commands.add_parser("encode", help="write q(z|x) means and scales of data")
+    encode = _command(commands, "encode", help="write q(z|x) means and scales of data")
     encode.set_defaults(command="commands:encode")
     encode.add_argument("run", type=Path, help="run folder")
     encode.add_argument("--data", help="data file or name (default: the run's data)")
@@ -61,13 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     encode.add_argument("--refine-lr", type=_positive_float, default=1e-2, help="Adam step size")
 
-    reconstruct = commands.add_parser("reconstruct", help="decode E_q[z|x] for data")
+    reconstruct = _command(commands, "reconstruct", help="decode E_q[z|x] for data")
     reconstruct.set_defaults(command="commands:reconstruct")
     reconstruct.add_argument("run", type=Path, help="run folder")
     reconstruct.add_argument("--data", help="data file or name (default: the run's data)")
     reconstruct.add_argument("--num", type=_positive_int, default=32, help="number of examples")
     reconstruct.add_argument("--out", type=Path, help=".png, .npy or .csv")
-    plot = commands.add_parser("plot", help="draw a run's figures and rewrite its report.html")
+    plot = _command(commands, "plot", help="draw a run's figures and rewrite its report.html")
     plot.set_defaults(command="commands:plot")
     plot.add_argument("run", type=Path, help="run folder")
     plot.add_argument("--what", help=f"comma-separated, from: {', '.join(FIGURES)} (default: all)")
@@ -78,6 +78,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_impute_command(commands)
     _add_predict_command(commands)
     return parser
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's default after its description (unless it says it, or there is none);
+    the examples kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        nothing = action.default is None or action.default is False  # (0 is a default)
+        if nothing or action.default == argparse.SUPPRESS or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _command(commands: Any, name: str, **options: Any) -> argparse.ArgumentParser:
+    """A subcommand whose help ends with runnable examples (:data:`aevb.cli.help.EXAMPLES`)."""
+    examples = "\n".join(f"  {line}" for line in EXAMPLES[name])
+    # train's options write their defaults themselves (from the config's dataclasses)
+    formatter = argparse.RawDescriptionHelpFormatter if name == "train" else _Formatter
+    return commands.add_parser(
+        name, epilog=f"examples:\n{examples}", formatter_class=formatter, **options
+    )
 
 
 def _add_option(group: Any, field: dataclasses.Field[Any], hint: Any) -> None:
@@ -118,7 +140,7 @@ def _parse_as(hint: Any) -> Any:
 
 
 def _add_evaluate_command(commands: Any) -> None:
-    evaluate = commands.add_parser("evaluate", help="log p(x) in nats and diagnostics of a run")
+    evaluate = _command(commands, "evaluate", help="log p(x) in nats and diagnostics of a run")
     evaluate.set_defaults(command="evaluate:evaluate")
     evaluate.add_argument("run", type=Path, help="run folder")
     evaluate.add_argument(
@@ -149,8 +171,8 @@ def _add_evaluate_command(commands: Any) -> None:
 
 
 def _add_impute_command(commands: Any) -> None:
-    impute = commands.add_parser(
-        "impute", help="fill the missing entries of a table (CSV or Parquet) with a VAE"
+    impute = _command(
+        commands, "impute", help="fill the missing entries of a table (CSV or Parquet) with a VAE"
     )
     impute.set_defaults(command="tabular:impute")
     impute.add_argument("data", type=Path, help="table file (.csv, .tsv, .parquet)")
@@ -190,7 +212,7 @@ def _add_impute_command(commands: Any) -> None:
 
 
 def _add_predict_command(commands: Any) -> None:
-    predict = commands.add_parser("predict", help="labels from q(y|x) of a semi-supervised run")
+    predict = _command(commands, "predict", help="labels from q(y|x) of a semi-supervised run")
     predict.set_defaults(command="commands:predict")
     predict.add_argument("run", type=Path, help="run folder of aevb train --model m2")
     predict.add_argument("--data", help="data file or name (default: the run's test split)")
@@ -198,14 +220,12 @@ def _add_predict_command(commands: Any) -> None:
     predict.add_argument("--out", type=Path, help="CSV (default RUN/predictions.csv)")
 
 
-def _add_verbosity(command: Any) -> None:
+def _add_verbosity(command: Any, verbose: str = "every term in each epoch's line") -> None:
     """``--quiet`` and ``--verbose``: progress bars and lines are shown by default (bars only
     on a terminal; one line per epoch otherwise)."""
     group = command.add_mutually_exclusive_group()
     group.add_argument("--quiet", action="store_true", help="no progress output")
-    group.add_argument(
-        "--verbose", action="store_true", help="the full config first, every term each epoch"
-    )
+    group.add_argument("--verbose", action="store_true", help=verbose)
 
 
 def _positive_int(text: str) -> int:

@@ -40,6 +40,7 @@ def impute(args: argparse.Namespace) -> int:
             epochs=args.epochs,
             seed=args.seed,
             progress=not args.quiet,
+            verbose=args.verbose,
         )
         vae.fit(table)
         print(f"trained {len(vae.history_)} epochs on {len(table)} rows{_best(vae.history_)}")

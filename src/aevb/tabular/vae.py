@@ -80,7 +80,8 @@ class TabularVAE:
             (see :meth:`fit`); 0 trains on every entry for ``epochs`` epochs.
         max_categories: more labels than this in a text column is an error.
         seed: seeds the split, the initialization and training.
-        progress: show the trainer's progress bar.
+        progress: show the trainer's progress bar and epoch lines; ``verbose``: every term in
+            them (:class:`aevb.Trainer`'s options).
 
     Attributes:
         schema_: after ``fit``, the inferred :class:`aevb.Schema` (``schema_.describe()``
@@ -112,6 +113,7 @@ class TabularVAE:
         max_categories: int = 50,
         seed: int = 0,
         progress: bool = False,
+        verbose: bool = False,
     ) -> None:
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
@@ -132,7 +134,7 @@ class TabularVAE:
             "max_categories": max_categories,
             "seed": seed,
         }
-        self.progress = progress
+        self.progress, self.verbose = progress, verbose
         self.schema_: Schema | None = None
         self.model_: VAE | None = None
         self.history_: list[dict[str, Any]] = []
@@ -170,6 +172,7 @@ class TabularVAE:
             kl_warmup_epochs=p["kl_warmup_epochs"],
             seed=p["seed"],
             progress=self.progress,
+            verbose=self.verbose,
             validate=validate,
         )
         self.history_ = trainer.fit(train)
