@@ -8,6 +8,7 @@ returns one, an objective consumes them. A distribution crossing a module bounda
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import ClassVar
 
@@ -214,6 +215,25 @@ def detach(dist: Distribution) -> Distribution:
         given = [n for n in given if n not in _PREFERRED] + exclusive[:1]
     params = {n: dist.__dict__[n].detach() for n in given}
     return type(dist)(**params, validate_args=False)
+
+
+def upcast(dist: Distribution, dtype: torch.dtype = torch.float32) -> Distribution:
+    """The same distribution with each floating tensor it holds in less precision than
+    ``dtype`` converted to ``dtype``, through wrapped distributions too.
+
+    For a decoder run under bfloat16 autocast: its parameters come out in bfloat16, and
+    ``log_prob`` would then compute the per-pixel terms and their sum over the data in
+    bfloat16 (8 bits of mantissa): +1.5 nats of bias per binarized MNIST image at k = 500.
+    Upcast first, the matrix products stay fast and the density is float32.
+    """
+    cast = copy.copy(dist)
+    for name, value in vars(dist).items():
+        if isinstance(value, Distribution):
+            setattr(cast, name, upcast(value, dtype))
+        elif isinstance(value, torch.Tensor) and value.is_floating_point():  # noqa: SIM102
+            if torch.finfo(value.dtype).bits < torch.finfo(dtype).bits:  # float64 stays
+                setattr(cast, name, value.to(dtype))
+    return cast
 
 
 def unwrap(dist: Distribution) -> Distribution:

@@ -18,6 +18,7 @@ import torch
 from torch.distributions import Distribution
 from tqdm.auto import tqdm
 
+from ..distributions.core import upcast
 from ..distributions.kl import kl_per_dim, kl_per_layer
 from ..errors import ConfigError
 from ..inference.objectives import ELBOTerms, elbo
@@ -251,8 +252,9 @@ def log_px(
 def _log_weights(model: VAE, matmul_dtype: torch.dtype):
     """``(q(z|x), p(z), x, c) -> (c, b)`` log importance weights of ``c`` fresh proposals:
     log p(x|z) + log p(z) - log q(z|x), the decoder's matrix products in ``matmul_dtype``
-    and everything else in float32. One function, so that ``torch.compile`` fuses sampling,
-    both densities and the likelihood into one graph."""
+    and everything else, the likelihood's terms and sums included, in float32. One
+    function, so that ``torch.compile`` fuses sampling, both densities and the likelihood
+    into one graph."""
 
     def log_weights(qz: Distribution, pz: Distribution, x: torch.Tensor, c: int) -> torch.Tensor:
         z = qz.sample((c,))
@@ -261,7 +263,7 @@ def _log_weights(model: VAE, matmul_dtype: torch.dtype):
         else:
             with torch.autocast(z.device.type, dtype=matmul_dtype):
                 px = model.decode(z)
-            log_px_z = px.log_prob(x).float()
+            log_px_z = upcast(px).log_prob(x)  # the density in float32, not bfloat16
         return log_px_z + pz.log_prob(z) - qz.log_prob(z)
 
     return log_weights
