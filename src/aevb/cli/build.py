@@ -233,6 +233,9 @@ def build_trainer(
         run_dir=run_dir,
         progress=progress,
         verbose=verbose,
+        precision=train.precision,
+        compile=train.compile,
+        device=train.device,
         epoch_metrics=epoch_metrics,
     )
 

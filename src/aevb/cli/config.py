@@ -17,6 +17,9 @@ A config file has three sections and a seed, e.g.::
     hidden_dims = [200, 200]
     [train]
     epochs = 200
+
+Longer than 400 lines because every option of ``aevb train``, its choices and its checks
+are declared here once: the parser, the TOML reader and the help read them from here.
 """
 
 from __future__ import annotations
@@ -106,6 +109,9 @@ class TrainConfig:
     clip_grad_norm: float | None = None
     snapshot_every: int = 50
     tensorboard: bool = False  # event files in RUN/tensorboard
+    precision: str = "float32"  # bfloat16: matrix products in bfloat16, densities float32
+    compile: bool = False  # torch.compile the objective (10-20 s once)
+    device: str = "cpu"  # cpu, cuda or cuda:N
     max_minutes: float | None = None  # stop after the epoch that passes this wall time
     init_from: str | None = None  # a run folder whose model.safetensors starts training
     inference: str = "amortized"  # or mean-field: per-example q, the encoder unused
@@ -169,6 +175,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "body": BODIES,
     "norm": NORMS,
     "hierarchy": HIERARCHIES,
+    "precision": ("float32", "bfloat16"),
 }
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 

@@ -32,6 +32,7 @@ from ..models.semisupervised import (
     labelled_subset,
 )
 from ..models.vae import VAE
+from ..nn.utils import checked_device
 from ..training.callbacks import LatentSnapshots
 from ..training.checkpoint import (
     load_json,
@@ -141,6 +142,7 @@ def train_run(
     """
     out = Path(out)
     check_out_folder(out, resume=resume, overwrite=overwrite)
+    checked_device(config.train.device)  # before anything is written
     if resume:
         saved = _read_config(out)
         if (saved.data, saved.model, saved.seed) != (config.data, config.model, config.seed):

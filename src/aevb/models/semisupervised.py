@@ -34,7 +34,7 @@ from ..nn.mlp import MLP, LabelConditionedMLP
 from ..nn.utils import out_dim
 from .heads import BernoulliHead, ClassHead, NormalHead
 from .priors import StandardNormalPrior
-from .vae import VAE
+from .vae import VAE, float32_outputs
 
 UNLABELLED = -1
 
@@ -99,6 +99,7 @@ class SemiSupervisedVAE(nn.Module):
             raise ValueError(f"a label needs num_classes >= 2, got {num_classes}")
         self.encoder, self.decoder, self.prior = encoder, decoder, prior
         self.classifier = classifier
+        float32_outputs(encoder, decoder, prior, *([classifier] if classifier else []))
         self.num_classes = num_classes
         self.register_buffer("label_logits", torch.zeros(num_classes))
 

@@ -17,12 +17,29 @@ from torch import nn
 from torch.distributions import Distribution
 
 from ..data.loaders import check_finite
-from ..distributions.core import support_fix, unwrap
+from ..distributions.core import support_fix, unwrap, upcast
 from ..errors import DataError, require_positive
 from ..inference.objectives import ELBOTerms, elbo
 from ..nn.mlp import MLP
 from .heads import BernoulliHead, NormalHead
 from .priors import StandardNormalPrior
+
+
+def float32_outputs(*parts: nn.Module) -> None:
+    """Make each part return its distribution with float32 parameters under autocast.
+
+    Under ``torch.autocast(..., dtype=torch.bfloat16)`` (the Trainer's ``precision``) the
+    parts' matrix products run in bfloat16; this forward hook upcasts what they return, so
+    every density, KL and sum over data dimensions is computed in float32 (in bfloat16 the
+    likelihood of a 784-pixel image is off by nats). Outside autocast it does nothing.
+    """
+    for part in parts:
+        part.register_forward_hook(_float32_output)
+
+
+def _float32_output(module: nn.Module, inputs: Any, output: Any) -> Any:
+    autocast = torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
+    return upcast(output) if autocast and isinstance(output, Distribution) else None
 
 
 class VAE(nn.Module):
@@ -46,6 +63,7 @@ class VAE(nn.Module):
     def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: nn.Module) -> None:
         super().__init__()
         self.encoder, self.decoder, self.prior = encoder, decoder, prior
+        float32_outputs(encoder, decoder, prior)
 
     @property
     def latent_dim(self) -> int:

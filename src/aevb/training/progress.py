@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
+
+import torch
 
 # left out to keep the line short: the reconstruction term is the ELBO plus the KL
 _IMPLIED = {"train_log_px_z", "valid_log_px_z", "valid_kl"}
@@ -47,3 +50,25 @@ def _clock(seconds: float) -> str:
     minutes, seconds = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02}:{seconds:02}" if hours else f"{minutes}:{seconds:02}"
+
+
+def diverged(terms: Any, epoch: int, step: int, run_dir: Path | None) -> str:
+    """Why training stopped on a NaN/inf objective: the term that broke (by the record's
+    ``descriptions``), where, the checkpoint kept, and what to try."""
+    values = terms.per_example()
+    descriptions: dict[str, str] = getattr(terms, "descriptions", {})
+    bad = [
+        text
+        for name, text in descriptions.items()
+        if name in values and not bool(torch.isfinite(values[name]).all())
+    ]
+    if run_dir is not None and (run_dir / "last.safetensors").exists():
+        kept = f"the last good checkpoint is {run_dir / 'last.safetensors'}"
+    else:
+        kept = "no checkpoint was written yet"
+    return (
+        f"the {bad[0] if bad else 'objective'} became {terms.loss.item()} at epoch {epoch + 1}, "
+        f"step {step + 1}; {kept} (epoch {epoch}), and the model in memory still "
+        "has the parameters from before this step. Try a lower learning rate, "
+        "clip_grad_norm, KL warm-up, or a likelihood whose scale is bounded."
+    )

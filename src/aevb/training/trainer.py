@@ -35,7 +35,7 @@ from ..errors import ConfigError, TrainingDiverged
 from ..evaluation.metrics import evaluate
 from ..inference.objectives import ELBOTerms, Terms, elbo, linear_warmup
 from ..models.vae import VAE, checked_inputs
-from ..nn.utils import device_of
+from ..nn.utils import checked_device, device_of
 from .checkpoint import (
     load_json,
     load_metadata,
@@ -52,10 +52,11 @@ from .checkpoint import (
     write_manifest,
 )
 from .optimizers import OptimizerFactory, make_optimizers
-from .progress import epoch_line
+from .progress import diverged, epoch_line
 from .samplers import Batch, BatchSampler, Shuffled
 
 Objective = Callable[..., Terms]
+PRECISIONS = ("float32", "bfloat16")
 # checkpoint names of the optimizer of dense parameters and of sparse per-example ones
 _OPTIMIZER_NAMES = ("optimizer", "sparse_optimizer")
 
@@ -89,6 +90,10 @@ class Trainer:
         run_dir: folder for checkpoints and metrics (``None``: keep nothing on disk).
         progress: show a live bar with the batch terms, and one line per epoch.
         verbose: the epoch lines show every term (also those implied by the others).
+        precision: ``"bfloat16"``: the objective under bfloat16 autocast (matrix products in
+            bfloat16, densities and sums in float32: :func:`aevb.models.vae.float32_outputs`).
+        compile: ``torch.compile`` the objective, forward and backward (10-20 s once).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (``None``: where the model is).
         callbacks: called as ``callback(trainer)`` when ``fit`` starts and after every
             optimizer step (e.g. :class:`LatentSnapshots`); one with an ``epoch_end(trainer)``
             method is also called after every epoch, once its record is in ``history``
@@ -126,6 +131,9 @@ class Trainer:
         run_dir: str | Path | None = None,
         progress: bool = True,
         verbose: bool = False,
+        precision: str = "float32",
+        compile: bool = False,
+        device: str | torch.device | None = None,
         eval_batch_size: int = 1000,
         callbacks: Sequence[Callable[[Trainer], None]] = (),
         validate: Callable[[Any], float] | None = None,
@@ -133,7 +141,13 @@ class Trainer:
     ) -> None:
         if not (batch_size >= 1 and max_epochs >= 0 and lr > 0):  # written so that NaN fails
             raise ConfigError(f"need batch_size >= 1, max_epochs >= 0, lr > 0: {batch_size}, {lr}")
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if device is not None:
+            model.to(checked_device(device))
+        self.precision = precision
         self.model, self.objective = model, objective
+        self._step_objective = torch.compile(objective) if compile else objective
         self.sampler: BatchSampler = sampler if sampler is not None else Shuffled(batch_size)
         self.optimizers = make_optimizers(model, optimizer, lr, sparse_lr)
         self.learning_rates = (lr, sparse_lr or lr)  # as asked; the optimizers decay them
@@ -247,11 +261,13 @@ class Trainer:
             batch = tuple(part.to(device, non_blocking=True) for part in batch)
             self._examples += sum(part.shape[0] for part in batch if part.dim() > 1)
             beta = self.beta * linear_warmup(self.step, warmup_steps)
-            terms = self.objective(self.model, *batch, beta=beta)
+            low = self.precision == "bfloat16"
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=low):
+                terms = self._step_objective(self.model, *batch, beta=beta)
             loss = terms.loss
             if not torch.isfinite(loss):
                 bar.close()
-                self._diverged(terms)
+                raise TrainingDiverged(diverged(terms, self.epoch, self.step, self.run_dir))
             for optimizer in self.optimizers:
                 optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -306,26 +322,6 @@ class Trainer:
             tqdm.write(line + ("  *" if improved and has_valid else ""))
         if self.run_dir is not None:
             self._save_state(improved)
-
-    def _diverged(self, terms: Terms) -> None:
-        values = terms.per_example()
-        descriptions: dict[str, str] = getattr(terms, "descriptions", {})
-        bad = [
-            text
-            for name, text in descriptions.items()
-            if name in values and not bool(torch.isfinite(values[name]).all())
-        ]
-        value = terms.loss.item()
-        if self.run_dir is not None and (self.run_dir / "last.safetensors").exists():
-            kept = f"the last good checkpoint is {self.run_dir / 'last.safetensors'}"
-        else:
-            kept = "no checkpoint was written yet"
-        raise TrainingDiverged(
-            f"the {bad[0] if bad else 'objective'} became {value} at epoch {self.epoch + 1}, "
-            f"step {self.step + 1}; {kept} (epoch {self.epoch}), and the model in memory still "
-            "has the parameters from before this step. Try a lower learning rate, "
-            "clip_grad_norm, KL warm-up, or a likelihood whose scale is bounded."
-        )
 
     # -- checkpoints -------------------------------------------------------------------------
 
