@@ -1,11 +1,14 @@
-"""Training throughput: aevb's Trainer against a hand-written PyTorch loop, same model.
+"""Training throughput: aevb's Trainer (float32, and its fast path) against hand-written
+PyTorch loops and Pyro SVI, on the same model, data and batch.
 
 Model: 784-500-500-50 MLP VAE, Bernoulli likelihood, diagonal Gaussian q(z|x), N(0, I)
-prior, Adam, batch 100, on statically binarized MNIST (``../shared/data``). The two loops
-alternate, one epoch at a time, in this one process; the script prints samples/s of each,
-their medians and the median of the per-repeat ratios (aevb / hand-written; >= 0.9 is the bar).
+prior, Adam, on statically binarized MNIST (``../shared/data``). The variants take turns, one
+epoch each per round, in this one process (the first round warms up and compiles, and is not
+counted); the script prints the median samples/s of each and the median of the per-round
+ratios to the hand-written float32 loop, at each batch size, and the machine's bfloat16 /
+float32 matrix-product speed ratio beside them (machines differ: AMX, AVX-512 bf16, none).
 
-    python bench/train_throughput.py [--repeats 5] [--num-train 50000]
+    python bench/train_throughput.py [--repeats 5] [--num-train 10000] [--batches 100,500]
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aevb import Trainer, mlp_vae
+from aevb import Shuffled, Trainer, mlp_vae
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "binarized_mnist.npz"
-HIDDEN, LATENT, BATCH = (500, 500), 50, 100
+HIDDEN, LATENT = (500, 500), 50
 
 
 class HandWrittenVAE(nn.Module):
@@ -48,19 +51,79 @@ class HandWrittenVAE(nn.Module):
         return -(log_lik - kl).mean()
 
 
-def hand_written_epoch(model: HandWrittenVAE, optimizer, x: torch.Tensor) -> None:
+def hand_written_epoch(model: HandWrittenVAE, step, optimizer, x: torch.Tensor, batch: int):
     order = torch.randperm(x.shape[0])
-    for begin in range(0, x.shape[0], BATCH):
-        loss = model.loss(x[order[begin : begin + BATCH]])
+    for begin in range(0, x.shape[0], batch):
+        loss = step(x[order[begin : begin + batch]])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
 
+def hand_written(low: bool):
+    """The tutorial loop in float32, or in bfloat16 autocast with the loss compiled."""
+    model = HandWrittenVAE()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    if not low:
+        return lambda x, batch: hand_written_epoch(model, model.loss, optimizer, x, batch)
+    compiled = torch.compile(model.loss)
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return compiled(x)
+
+    return lambda x, batch: hand_written_epoch(model, step, optimizer, x, batch)
+
+
+def aevb_trainer(**options):
+    trainer = Trainer(
+        mlp_vae(784, LATENT, HIDDEN, activation=nn.ReLU), max_epochs=0, progress=False, **options
+    )
+
+    def epoch(x: torch.Tensor, batch: int) -> None:
+        trainer.sampler = Shuffled(batch)
+        trainer.max_epochs += 1  # one more epoch; each fit() also re-checks the data
+        trainer.fit(x)
+
+    return epoch
+
+
+def pyro_svi(loss_name: str):
+    import pyro
+
+    from aevb.pyro import to_pyro
+
+    vae = mlp_vae(784, LATENT, HIDDEN, activation=nn.ReLU)
+    model, guide = to_pyro(vae, name=f"vae-{loss_name}")
+    loss = getattr(pyro.infer, loss_name)()
+    svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), loss)
+
+    def epoch(x: torch.Tensor, batch: int) -> None:
+        for rows in torch.randperm(x.shape[0]).split(batch):
+            svi.step(x[rows])
+
+    return epoch
+
+
+def matmul_ratio(size: int = 1024, repeats: int = 20) -> float:
+    """How much faster a bfloat16 matrix product runs than a float32 one, here."""
+    times = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        a @ b
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        times[dtype] = time.perf_counter() - start
+    return times[torch.float32] / times[torch.bfloat16]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--num-train", type=int, default=50_000)
+    parser.add_argument("--num-train", type=int, default=10_000)
+    parser.add_argument("--batches", default="100,500")
+    parser.add_argument("--no-pyro", action="store_true", help="leave Pyro SVI out")
     args = parser.parse_args()
     if not DATA.exists():
         print(f"skipped: {DATA} not found (reference data lives beside the project)")
@@ -68,30 +131,32 @@ def main() -> int:
     torch.set_num_threads(2)
     with np.load(DATA) as archive:
         x = torch.as_tensor(archive["train_x"][: args.num_train], dtype=torch.float32)
-    torch.manual_seed(0)
-    aevb_model = mlp_vae(784, LATENT, HIDDEN, activation=nn.ReLU)
-    baseline = HandWrittenVAE()
-    baseline_optimizer = torch.optim.Adam(baseline.parameters(), lr=1e-3)
-    trainer = Trainer(aevb_model, max_epochs=0, batch_size=BATCH, lr=1e-3, progress=False)
-    print(f"{x.shape[0]} binarized MNIST images, batch {BATCH}, 784-500-500-{LATENT}, 2 threads")
-
-    rates: dict[str, list[float]] = {"aevb": [], "hand-written": []}
-    for repeat in range(args.repeats + 1):  # the first round warms up and is not counted
-        for name in ("aevb", "hand-written") if repeat % 2 else ("hand-written", "aevb"):
-            start = time.perf_counter()
-            if name == "aevb":  # one more epoch; each fit() also re-checks the data
-                trainer.max_epochs += 1
-                trainer.fit(x)
-            else:
-                hand_written_epoch(baseline, baseline_optimizer, x)
-            seconds = time.perf_counter() - start
-            if repeat:
-                rates[name].append(x.shape[0] / seconds)
-                print(f"  repeat {repeat} {name:>12}: {x.shape[0] / seconds:8.0f} samples/s")
-    ratios = [a / b for a, b in zip(rates["aevb"], rates["hand-written"], strict=True)]
-    print(f"median aevb          {statistics.median(rates['aevb']):8.0f} samples/s")
-    print(f"median hand-written  {statistics.median(rates['hand-written']):8.0f} samples/s")
-    print(f"median ratio aevb / hand-written: {statistics.median(ratios):.3f} (bar: >= 0.9)")
+    print(f"{x.shape[0]} binarized MNIST images, 784-500-500-{LATENT}, 2 threads; "
+          f"bfloat16 matmul {matmul_ratio():.2f}x float32 here")  # fmt: skip
+    for batch in map(int, args.batches.split(",")):
+        torch.manual_seed(0)
+        variants = {
+            "hand-written fp32": hand_written(low=False),
+            "hand-written bf16 compiled": hand_written(low=True),
+            "aevb fp32": aevb_trainer(),
+            "aevb bf16": aevb_trainer(precision="bfloat16"),
+            "aevb bf16 compiled": aevb_trainer(precision="bfloat16", compile=True),
+        }
+        if not args.no_pyro:
+            variants |= {f"pyro {n}": pyro_svi(n) for n in ("Trace_ELBO", "TraceMeanField_ELBO")}
+        rates: dict[str, list[float]] = {name: [] for name in variants}
+        for repeat in range(args.repeats + 1):
+            names = list(variants) if repeat % 2 else list(reversed(variants))
+            for name in names:
+                start = time.perf_counter()
+                variants[name](x, batch)
+                if repeat:
+                    rates[name].append(x.shape[0] / (time.perf_counter() - start))
+        base = rates["hand-written fp32"]
+        print(f"batch {batch}: median samples/s, median ratio to hand-written fp32")
+        for name, values in rates.items():
+            ratio = statistics.median(a / b for a, b in zip(values, base, strict=True))
+            print(f"  {name:<30} {statistics.median(values):8.0f}  {ratio:5.2f}x")
     return 0
 
 
