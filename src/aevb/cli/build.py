@@ -35,6 +35,7 @@ from ..models.vae import VAE
 from ..nn.conv import ConvDecoder, ConvEncoder
 from ..nn.mlp import ACTIVATIONS, MLP
 from ..nn.utils import out_dim
+from ..training.optimizers import OptimizerFactory, adam
 from ..training.samplers import BatchSampler
 from ..training.trainer import Objective, Trainer
 from .config import ModelConfig, RunConfig, TrainConfig
@@ -64,8 +65,8 @@ POSTERIORS: dict[str, Callable[[int, int], nn.Module]] = {
     "full": FullCovarianceNormalHead,
     "planar": PlanarFlowHead,
 }
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam,
+OPTIMIZERS: dict[str, OptimizerFactory] = {
+    "adam": adam,
     "adamw": torch.optim.AdamW,
     "adamax": torch.optim.Adamax,
     "rmsprop": torch.optim.RMSprop,

@@ -51,7 +51,7 @@ from .checkpoint import (
     section,
     write_manifest,
 )
-from .optimizers import OptimizerFactory, make_optimizers
+from .optimizers import OptimizerFactory, adam, make_optimizers
 from .progress import diverged, epoch_line
 from .samplers import Batch, BatchSampler, Shuffled
 
@@ -72,7 +72,8 @@ class Trainer:
             ``functools.partial(aevb.elbo, stl=True, num_samples=5)``.
         sampler: what one epoch of minibatches is (``None``: every example once, in a new
             random order, ``batch_size`` at a time); see :mod:`aevb.training.samplers`.
-        optimizer: optimizer class or factory, called as ``optimizer(params, lr=lr)``.
+        optimizer: optimizer class or factory, called as ``optimizer(params, lr=lr)`` (default:
+            :func:`aevb.training.optimizers.adam`, Adam with the fused kernel).
         lr: learning rate; ``lr_decay`` multiplies it after every epoch.
         sparse_lr: learning rate of parameters with sparse gradients (per-example tables,
             ``nn.Embedding(sparse=True)``), which ``torch.optim.SparseAdam`` updates row by
@@ -116,7 +117,7 @@ class Trainer:
         *,
         objective: Objective = elbo,
         sampler: BatchSampler | None = None,
-        optimizer: OptimizerFactory = torch.optim.Adam,
+        optimizer: OptimizerFactory = adam,
         lr: float = 1e-3,
         lr_decay: float = 1.0,
         sparse_lr: float | None = None,
