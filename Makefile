@@ -32,7 +32,7 @@ docs: $(BIN)/aevb
 	$(BIN)/sphinx-build -W --keep-going -E -q -b html docs build/docs
 
 bench: $(BIN)/aevb
-	$(BIN)/python bench/train_throughput.py
+	$(BIN)/python bench/train_throughput.py --repeats 5 --num-train 10000 --batches 100,500
 
 clean:
 	rm -rf $(VENV) runs
