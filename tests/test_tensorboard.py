@@ -14,8 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import (
     EventAccumulator,
 )
 
-from aevb import Trainer, kl_per_dimension, load_dataset, mlp_vae
-from aevb.training.tensorboard import TensorBoard
+from aevb import TensorBoard, Trainer, kl_per_dimension, load_dataset, mlp_vae
 
 
 def _events(folder) -> EventAccumulator:

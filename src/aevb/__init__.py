@@ -102,6 +102,7 @@ if TYPE_CHECKING:
         load_weights,
         save_weights,
     )
+    from .training.tensorboard import TensorBoard
 
 _LAZY = {
     "AevbError": "errors",
@@ -148,6 +149,7 @@ _LAZY = {
     "StandardNormalPrior": "models",
     "Surgery": "evaluation",
     "TabularVAE": "tabular",
+    "TensorBoard": "training.tensorboard",
     "TopDownPrior": "models",
     "Trainer": "training",
     "TrainingDiverged": "errors",
@@ -255,6 +257,7 @@ __all__ = [
     "StandardNormalPrior",
     "Surgery",
     "TabularVAE",
+    "TensorBoard",
     "TopDownPrior",
     "Trainer",
     "TrainingDiverged",

@@ -14,6 +14,7 @@ import torch
 from ..errors import ConfigError
 from ..evaluation.metrics import kl_per_dimension
 from ..models.vae import VAE
+from ..nn.utils import device_of
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -24,9 +25,9 @@ class TensorBoard:
     learning rate and KL weight, and image grids of reconstructions and prior samples.
 
     A training callback (``Trainer(callbacks=[TensorBoard(...)])``): the Trainer calls its
-    ``epoch_end`` after every epoch. Scalars are named ``train/elbo``, ``valid/kl``, ...
-    (the epoch's record, without the ``train_`` prefix joined by ``_``), ``kl_per_dim/z03``
-    and ``optim/lr``; the x axis is the optimizer step.
+    ``epoch_end`` after every epoch. Scalars are the epoch's record (``train_elbo`` becomes
+    ``train/elbo``, ``valid_kl`` ``valid/kl``), ``kl_per_dim/z03`` and ``optim/lr``; the x
+    axis is the optimizer step.
 
     Args:
         log_dir: folder of the event files (created; a resumed run appends to it and drops
@@ -73,7 +74,7 @@ class TensorBoard:
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            x = self.x.to(next(model.parameters()).device)
+            x = self.x.to(device_of(model))
             per_dim = kl_per_dimension(model, x)
             if per_dim is not None:
                 for j, value in enumerate(per_dim.tolist()):
