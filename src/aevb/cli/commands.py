@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,13 +20,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..files import atomic_path
 from ..inference.local import fit_local
 from ..models.semisupervised import UNLABELLED, SemiSupervisedVAE, error_rate
+from ..nn.utils import checked_device
+from ..training.distributed import rank_and_size
 from ..viz.plots import interleave, save_image_grid
 from ..viz.report import draw_figures, draw_label_figures, write_report
 from .config import SECTIONS, RunConfig, describe_config, load_config, override
+from .folders import check_out_folder
 from .runs import Run, load_like, load_run, load_run_data, train_run
 
 # -- commands -------------------------------------------------------------------------------
@@ -42,6 +48,8 @@ def train(args: argparse.Namespace) -> int:
     config = override(config, given)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out or Path("runs") / f"{Path(config.data.source).stem}-{stamp}"
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch(args, config, out)
     if args.verbose:
         print(describe_config(config))
     run = train_run(
@@ -52,6 +60,8 @@ def train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         verbose=args.verbose,
     )
+    if rank_and_size()[0] > 0:  # another process of the same run: rank 0 reports
+        return 0
     metrics = run.metrics
     print(f"run folder: {run.path}")
     if "num_classes" in metrics:  # m2 / cvae
@@ -77,6 +87,27 @@ def train(args: argparse.Namespace) -> int:
     if (run.path / "report.html").exists():
         print(f"report: {run.path / 'report.html'}")
     return 0
+
+
+def _launch(args: argparse.Namespace, config: RunConfig, out: Path) -> int:
+    """``train --nproc N``: the same command in N processes under ``torchrun`` (one
+    machine; for several, run ``torchrun --nnodes ... -m aevb.cli train`` yourself)."""
+    cores = os.cpu_count() or 1
+    if config.train.device == "cpu" and args.nproc > cores:
+        raise ConfigError(f"--nproc {args.nproc} is more than this machine's {cores} cores")
+    check_out_folder(out, resume=args.resume, overwrite=args.overwrite)  # before starting any
+    checked_device(config.train.device)
+    argv, skip = [], False
+    for item in args.argv:  # the same options, less --nproc, with the one --out
+        if skip or item.startswith("--nproc"):
+            skip = item == "--nproc"
+            continue
+        argv.append(item)
+    if args.out is None:
+        argv += ["--out", str(out)]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command = [*launcher, f"--nproc-per-node={args.nproc}", "-m", "aevb.cli", *argv]
+    return subprocess.run(command, check=False).returncode
 
 
 def sample(args: argparse.Namespace) -> int:

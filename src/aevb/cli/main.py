@@ -15,6 +15,7 @@ from .parser import build_parser
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to relaunch (train --nproc)
     module, _, name = args.command.partition(":")
     try:
         command = getattr(importlib.import_module(f".{module}", __package__), name)

@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace the run in --out, or write into a non-empty --out (default: refuse)",
     )
     train.add_argument("--seed", type=int, help="seed of the split, initialization, batches")
+    train.add_argument(
+        "--nproc",
+        type=_positive_int,
+        default=1,
+        help="processes training together on this machine (torchrun: gloo on CPU, NCCL on GPUs)",
+    )
     _add_verbosity(train, "the full config first (as TOML), every term in each epoch's line")
     for section, cls in SECTIONS.items():
         group = train.add_argument_group(f"[{section}] options")

@@ -42,6 +42,7 @@ from ..training.checkpoint import (
     save_json,
     verify,
 )
+from ..training.distributed import join_from_environment, rank_and_size
 from ..training.recipes import m2_objective, validation_error
 from ..training.samplers import BatchSampler, LabelledMix, Shuffled
 from ..training.tensorboard import TensorBoard
@@ -142,7 +143,8 @@ def train_run(
     """
     out = Path(out)
     check_out_folder(out, resume=resume, overwrite=overwrite)
-    checked_device(config.train.device)  # before anything is written
+    device = checked_device(config.train.device)  # before anything is written
+    join_from_environment(device)  # under torchrun: one of WORLD_SIZE processes
     if resume:
         saved = _read_config(out)
         if (saved.data, saved.model, saved.seed) != (config.data, config.model, config.seed):
@@ -153,6 +155,18 @@ def train_run(
     train, valid, test = load_run_data(config)
     torch.manual_seed(config.seed)
     plan = _plan(config, train, valid, test, resume)  # checks the data: nothing written yet
+    if rank_and_size()[0] > 0:  # another process of a torchrun: trains its share, writes nothing
+        trainer = build_trainer(
+            config,
+            plan.trainable,
+            out,
+            objective=plan.objective,
+            sampler=plan.sampler,
+            epoch_metrics=plan.epoch_metrics,  # the same record keys as rank 0's
+            progress=False,
+        )
+        trainer.fit(plan.train, plan.valid, resume=resume)
+        return Run(out, config, plan.model.eval(), train.image_shape, {})
     with locked(out):
         if overwrite:
             clear_run(out)

@@ -7,14 +7,16 @@ What varies between models is passed in, not subclassed: the **objective**
 objective, :func:`aevb.per_example_elbo`) and the **batch sampler** (what an epoch of
 minibatches is: :class:`~aevb.training.samplers.Shuffled`, M2's
 :class:`~aevb.training.samplers.LabelledMix`). Checkpoints, bit-exact resume, the NaN guard,
-early stopping, callbacks and progress are written once, here.
-
-In-memory tensors are indexed per batch (no per-example Python work), so the trainer runs
-as fast as a hand-written loop (``bench/train_throughput.py`` measures it).
+early stopping, callbacks, progress and data parallelism over processes
+(:mod:`aevb.training.distributed`) are written once, here; ``bench/train_throughput.py``
+measures its speed against hand-written loops.
 
 A run folder holds ``model.safetensors`` (the best validation score, or the last epoch),
 ``last.safetensors``, ``trainer.safetensors`` (all that resume reads, in one file: weights,
 optimizers, sampler, random states, counters), ``trainer.json`` and ``metrics.jsonl``.
+
+Longer than 400 lines because the loop, its checkpoints and resume share the trainer's
+state; splitting them would pass that state around instead.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from .checkpoint import (
     section,
     write_manifest,
 )
+from .distributed import average_gradients, from_rank_zero, rank_and_size, sum_over_ranks
 from .optimizers import OptimizerFactory, adam, make_optimizers
 from .progress import diverged, epoch_line
 from .samplers import Batch, BatchSampler, Shuffled
@@ -154,7 +157,15 @@ class Trainer:
         self.learning_rates = (lr, sparse_lr or lr)  # as asked; the optimizers decay them
         self.lr_decay, self.batch_size, self.max_epochs = lr_decay, batch_size, max_epochs
         self.patience, self.beta, self.kl_warmup_epochs = patience, beta, kl_warmup_epochs
-        self.clip_grad_norm, self.seed, self.progress = clip_grad_norm, seed, progress
+        self.rank, self.world = rank_and_size()  # one process: (0, 1)
+        if self.world > 1 and len(self.optimizers) > 1:
+            raise ConfigError("per-example (sparse) parameters are not trained over processes")
+        # only rank 0 prints and writes
+        self.clip_grad_norm, self.seed, self.progress = (
+            clip_grad_norm,
+            seed,
+            progress and not self.rank,
+        )
         self.verbose = verbose
         self.max_seconds = max_seconds
         self.eval_batch_size, self.callbacks = eval_batch_size, list(callbacks)
@@ -234,6 +245,12 @@ class Trainer:
                 record["valid_score"] = self.validate(self.model)
             if self.epoch_metrics is not None:
                 record.update(self.epoch_metrics(self.model))
+            if self.world > 1:  # rank 0's figures decide early stopping everywhere
+                floats = sorted(k for k, v in record.items() if isinstance(v, float))
+                agreed = from_rank_zero(
+                    torch.tensor([record[k] for k in floats], dtype=torch.float64)
+                )
+                record.update(zip(floats, agreed.tolist(), strict=True))
             record["seconds"] = time.perf_counter() - start
             self.epoch += 1
             for optimizer in self.optimizers:
@@ -259,7 +276,9 @@ class Trainer:
             disable=None if self.progress else True,  # None: no bar when not a terminal
         )
         for batch in self.sampler.epoch(data, self._generator):
-            batch = tuple(part.to(device, non_blocking=True) for part in batch)
+            batch = tuple(
+                part[self.rank :: self.world].to(device, non_blocking=True) for part in batch
+            )
             self._examples += sum(part.shape[0] for part in batch if part.dim() > 1)
             beta = self.beta * linear_warmup(self.step, warmup_steps)
             low = self.precision == "bfloat16"
@@ -272,6 +291,8 @@ class Trainer:
             for optimizer in self.optimizers:
                 optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.world > 1:
+                average_gradients(self.model, batch[0].shape[0])
             if self.clip_grad_norm is not None:  # dense parameters: per-example rows are apart
                 dense = [p for group in self.optimizer.param_groups for p in group["params"]]
                 nn.utils.clip_grad_norm_(dense, self.clip_grad_norm)
@@ -296,6 +317,9 @@ class Trainer:
             "beta": beta,
         }
         for name, total in sums.items():
+            if self.world > 1:  # the epoch's averages over every rank's rows
+                total = sum_over_ranks(total)
+                counts[name] = int(sum_over_ranks(torch.tensor(counts[name])))
             record[f"train_{name}"] = float(total) / counts[name] if counts[name] else None
         return record
 
@@ -321,7 +345,7 @@ class Trainer:
         if self.progress:
             line = epoch_line(record, self.max_epochs, self._clock, self._examples, self.verbose)
             tqdm.write(line + ("  *" if improved and has_valid else ""))
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.rank == 0:
             self._save_state(improved)
 
     # -- checkpoints -------------------------------------------------------------------------

@@ -1,0 +1,46 @@
+"""Two real processes training one run (torchrun, gloo): the loss curve of one process,
+rank 0 alone writing, resume under two processes, and launch options refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from commands import aevb
+
+OPTIONS = ["--data", "digits", "--hidden-dims", "32", "--latent-dim", "2", "--snapshot-every", "0"]
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_follow_the_one_process_curve_and_resume(tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert aevb("train", *OPTIONS, "--epochs", "3", "--quiet", "--out", one).returncode == 0
+    result = aevb("train", *OPTIONS, "--epochs", "3", "--nproc", "2", "--out", two)
+    assert result.returncode == 0, result.stderr
+    # rank 0 alone writes: the same files, one line per epoch
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+    single, double = _metrics(one), _metrics(two)
+    assert [m["step"] for m in double] == [m["step"] for m in single] == [15, 30, 45]
+    # Same data, initialization, global batches and averaged gradients; only the draws of z
+    # differ (each process draws its own), which moves an epoch's mean ELBO by a few tenths
+    # of a nat here (0.04-0.39 measured), so the curves agree to within 1 nat.
+    for a, b in zip(single, double, strict=True):
+        assert abs(a["train_elbo"] - b["train_elbo"]) < 1.0
+        assert abs(a["valid_elbo"] - b["valid_elbo"]) < 1.0
+    facts = json.loads((two / "run.json").read_text())
+    assert facts["epochs_trained"] == 3 and "test_elbo" in facts
+
+    more = aevb("train", *OPTIONS, "--epochs", "4", "--nproc", "2", "--resume", "--out", two)
+    assert more.returncode == 0, more.stderr
+    assert [m["epoch"] for m in _metrics(two)] == [1, 2, 3, 4]
+
+
+def test_launch_options_are_checked_before_any_process_starts(tmp_path: Path) -> None:
+    too_many = aevb("train", "--nproc", "999", "--out", "run", cwd=tmp_path)
+    assert too_many.returncode == 2 and "more than this machine's" in too_many.stderr
+    zero = aevb("train", "--nproc", "0", "--out", "run", cwd=tmp_path)
+    assert zero.returncode == 2 and "--nproc" in zero.stderr
+    assert list(tmp_path.iterdir()) == []
