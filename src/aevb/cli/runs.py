@@ -156,7 +156,7 @@ def train_run(
     torch.manual_seed(config.seed)
     plan = _plan(config, train, valid, test, resume)  # checks the data: nothing written yet
     if rank_and_size()[0] > 0:  # another process of a torchrun: trains its share, writes nothing
-        trainer = build_trainer(
+        build_trainer(
             config,
             plan.trainable,
             out,
@@ -164,8 +164,7 @@ def train_run(
             sampler=plan.sampler,
             epoch_metrics=plan.epoch_metrics,  # the same record keys as rank 0's
             progress=False,
-        )
-        trainer.fit(plan.train, plan.valid, resume=resume)
+        ).fit(plan.train, plan.valid, resume=resume)
         return Run(out, config, plan.model.eval(), train.image_shape, {})
     with locked(out):
         if overwrite:

@@ -285,7 +285,10 @@ class Trainer:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=low):
                 terms = self._step_objective(self.model, *batch, beta=beta)
             loss = terms.loss
-            if not torch.isfinite(loss):
+            finite = bool(torch.isfinite(loss))
+            if self.world > 1:  # one rank's NaN stops every rank (none waits in all_reduce)
+                finite = not bool(sum_over_ranks(torch.tensor(float(not finite))))
+            if not finite:
                 bar.close()
                 raise TrainingDiverged(diverged(terms, self.epoch, self.step, self.run_dir))
             for optimizer in self.optimizers:
