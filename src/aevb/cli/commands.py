@@ -25,7 +25,7 @@ from ..files import atomic_path
 from ..inference.local import fit_local
 from ..models.semisupervised import UNLABELLED, SemiSupervisedVAE, error_rate
 from ..nn.utils import checked_device
-from ..training.distributed import rank_and_size
+from ..training.distributed import leave, rank_and_size
 from ..viz.plots import interleave, save_image_grid
 from ..viz.report import draw_figures, draw_label_figures, write_report
 from .config import SECTIONS, RunConfig, describe_config, load_config, override
@@ -52,16 +52,19 @@ def train(args: argparse.Namespace) -> int:
         return _launch(args, config, out)
     if args.verbose:
         print(describe_config(config))
-    run = train_run(
-        config,
-        out,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-        verbose=args.verbose,
-    )
-    if rank_and_size()[0] > 0:  # another process of the same run: rank 0 reports
-        return 0
+    try:
+        run = train_run(
+            config,
+            out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+            verbose=args.verbose,
+        )
+        if rank_and_size()[0] > 0:  # another process of the same run: rank 0 reports
+            return 0
+    finally:
+        leave()
     metrics = run.metrics
     print(f"run folder: {run.path}")
     if "num_classes" in metrics:  # m2 / cvae

@@ -5,8 +5,9 @@ Every process holds the whole model and takes its share of each global minibatch
 global batch, so one step equals a one-process step on the same batch up to float rounding
 and the draws of z. aevb's objectives call ``encode`` and ``decode``, not ``forward``, so
 ``DistributedDataParallel``'s hooks would not fire: the averaging is one ``all_reduce`` of the
-flattened gradients here. Rank 0 alone writes checkpoints and prints; validation is computed
-on rank 0 and its figures are broadcast, so early stopping decides the same on every rank.
+flattened gradients here. Rank 0 alone writes checkpoints and prints; every rank validates
+and rank 0's figures are broadcast, so early stopping decides the same on every rank.
+Under torchrun each process on a GPU machine takes the GPU of its ``LOCAL_RANK``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,19 @@ def join_from_environment(device: torch.device) -> None:
     NCCL on GPUs. Multi-node runs use torchrun's own rendezvous options."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+def local_device(device: torch.device) -> torch.device:
+    """``cuda`` means this process's own GPU (``cuda:LOCAL_RANK``) under torchrun."""
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return device
+
+
+def leave() -> None:
+    """Leave the process group, if this process joined one."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def average_gradients(model: nn.Module, rows: int) -> None:

@@ -53,7 +53,13 @@ from .checkpoint import (
     section,
     write_manifest,
 )
-from .distributed import average_gradients, from_rank_zero, rank_and_size, sum_over_ranks
+from .distributed import (
+    average_gradients,
+    from_rank_zero,
+    local_device,
+    rank_and_size,
+    sum_over_ranks,
+)
 from .optimizers import OptimizerFactory, adam, make_optimizers
 from .progress import diverged, epoch_line
 from .samplers import Batch, BatchSampler, Shuffled
@@ -148,7 +154,7 @@ class Trainer:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if device is not None:
-            model.to(checked_device(device))
+            model.to(local_device(checked_device(device)))
         self.precision = precision
         self.model, self.objective = model, objective
         self._step_objective = torch.compile(objective) if compile else objective
