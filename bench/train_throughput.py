@@ -51,7 +51,7 @@ class HandWrittenVAE(nn.Module):
         return -(log_lik - kl).mean()
 
 
-def hand_written_epoch(model: HandWrittenVAE, step, optimizer, x: torch.Tensor, batch: int):
+def hand_written_epoch(step, optimizer, x: torch.Tensor, batch: int) -> None:
     order = torch.randperm(x.shape[0])
     for begin in range(0, x.shape[0], batch):
         loss = step(x[order[begin : begin + batch]])
@@ -65,14 +65,14 @@ def hand_written(low: bool):
     model = HandWrittenVAE()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     if not low:
-        return lambda x, batch: hand_written_epoch(model, model.loss, optimizer, x, batch)
+        return lambda x, batch: hand_written_epoch(model.loss, optimizer, x, batch)
     compiled = torch.compile(model.loss)
 
     def step(x: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return compiled(x)
 
-    return lambda x, batch: hand_written_epoch(model, step, optimizer, x, batch)
+    return lambda x, batch: hand_written_epoch(step, optimizer, x, batch)
 
 
 def aevb_trainer(**options):

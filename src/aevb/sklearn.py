@@ -114,7 +114,7 @@ class VAEEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.mean_ = x.mean(axis=0)
         scale = x.std(axis=0)
         self.scale_ = np.where(scale > 0, scale, 1.0)
-        data = self._standardized(x)
+        data = self._standardized(x).float()  # trained in float32
         valid = None
         if self.patience is not None and x.shape[0] >= 10:
             order = torch.from_numpy(rng.permutation(x.shape[0]))
@@ -166,7 +166,8 @@ class VAEEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     # -- using it -----------------------------------------------------------------------
 
     def _standardized(self, x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy((x - self.mean_) / self.scale_).float()
+        """``x`` in the model's units, float64 (the fitted model runs in float64)."""
+        return torch.from_numpy((x - self.mean_) / self.scale_).double()
 
     def _checked(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
@@ -176,7 +177,7 @@ class VAEEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def transform(self, X: Any) -> np.ndarray:
         """Posterior means E_q[z|x], ``(n, latent_dim)``, in ``X``'s float dtype."""
         x = self._checked(X)
-        codes = self.model_.encode(self._standardized(x).double()).mean
+        codes = self.model_.encode(self._standardized(x)).mean
         return codes.numpy().astype(x.dtype)
 
     @torch.no_grad()
@@ -199,7 +200,7 @@ class VAEEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         bound on log p(x) that tightens as ``score_k`` grows.
         """
         x = self._checked(X)
-        data = self._standardized(x).double()
+        data = self._standardized(x)
         generator = torch.Generator().manual_seed(self.seed_)
         eps = torch.randn(self.score_k, 1, self.latent_dim, generator=generator).double()
         rows = max(1, 2**20 // (self.score_k * max(x.shape[1], self.latent_dim)))

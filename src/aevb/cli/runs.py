@@ -46,7 +46,7 @@ from ..training.distributed import join_from_environment, rank_and_size
 from ..training.recipes import m2_objective, validation_error
 from ..training.samplers import BatchSampler, LabelledMix, Shuffled
 from ..training.tensorboard import TensorBoard
-from ..training.trainer import Objective
+from ..training.trainer import Objective, Trainer
 from ..viz.report import SNAPSHOTS, draw_figures, draw_label_figures, spread_subset, write_report
 from .build import build_model, build_semi_supervised, build_trainer
 from .config import RunConfig, config_from_dict, config_to_dict
@@ -156,20 +156,26 @@ def train_run(
     torch.manual_seed(config.seed)
     plan = _plan(config, train, valid, test, resume)  # checks the data: nothing written yet
     if rank_and_size()[0] > 0:  # another process of a torchrun: trains its share, writes nothing
-        build_trainer(
-            config,
-            plan.trainable,
-            out,
-            objective=plan.objective,
-            sampler=plan.sampler,
-            epoch_metrics=plan.epoch_metrics,  # the same record keys as rank 0's
-            progress=False,
-        ).fit(plan.train, plan.valid, resume=resume)
+        _trainer(config, plan, out, False, False).fit(plan.train, plan.valid, resume=resume)
         return Run(out, config, plan.model.eval(), train.image_shape, {})
     with locked(out):
         if overwrite:
             clear_run(out)
         return _fit(config, out, plan, (train, valid, test), resume, progress, verbose)
+
+
+def _trainer(config: RunConfig, plan: _Plan, out: Path, progress: bool, verbose: bool) -> Trainer:
+    """The Trainer of ``plan``: the same on every rank (records with the same keys)."""
+    return build_trainer(
+        config,
+        plan.trainable,
+        out,
+        objective=plan.objective,
+        sampler=plan.sampler,
+        epoch_metrics=plan.epoch_metrics,
+        progress=progress,
+        verbose=verbose,
+    )
 
 
 def _fit(
@@ -187,16 +193,7 @@ def _fit(
     if not resume:  # a resumed run's files change only once it has finished
         save_json(config_to_dict(config), out / "config.json")
         save_json(facts, out / "run.json")
-    trainer = build_trainer(
-        config,
-        plan.trainable,
-        out,
-        objective=plan.objective,
-        sampler=plan.sampler,
-        epoch_metrics=plan.epoch_metrics,
-        progress=progress,
-        verbose=verbose,
-    )
+    trainer = _trainer(config, plan, out, progress, verbose)
     snapshots = _snapshots(config, plan.model, train, valid, out, resume)
     if snapshots is not None:
         trainer.callbacks.append(snapshots[0])
