@@ -100,3 +100,10 @@ def test_sklearn_example_runs(tmp_path: Path) -> None:
 
 def test_pyro_example_runs(tmp_path: Path) -> None:
     _run_blocks(tmp_path, "to_pyro(vae, num_data")
+
+
+def test_stream_example_runs(tmp_path: Path) -> None:
+    lines = _run_blocks(tmp_path, "stream=True)")
+    shown, elbo = lines[-1].rsplit(" ", 1)
+    assert shown == "DiskRows(digits.npy, shape=(1437, 64))"
+    assert -60 < float(elbo) < -10  # nats per binary 8x8 digit after 3 epochs

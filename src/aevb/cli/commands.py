@@ -211,8 +211,9 @@ def predict(args: argparse.Namespace) -> int:
     else:
         data = load_run_data(run.config)[2]
     y = data.y if data.y is not None else torch.full((len(data),), UNLABELLED)
-    model.check_data(data.x, y)
-    proba = model.predict_proba(data.x)
+    x = data.in_memory
+    model.check_data(x, y)
+    proba = model.predict_proba(x)
     names = ["label"] + [f"p_{c}" for c in range(model.num_classes)]
     table = pd.DataFrame(proba.numpy(), columns=names[1:])
     table.insert(0, "label", proba.argmax(1).numpy())
@@ -224,7 +225,7 @@ def predict(args: argparse.Namespace) -> int:
         table.to_csv(tmp, index=False, float_format="%.6g")
     known = y != UNLABELLED
     if bool(known.any()):
-        error = error_rate(model, data.x, y)
+        error = error_rate(model, x, y)
         print(f"error rate {error:.2%} on the {int(known.sum())} labelled examples")
     print(f"wrote q(y|x) and the predicted label of {len(data)} examples to {out}")
     return 0
@@ -234,7 +235,7 @@ def _run_input(run: Run, source: str | None) -> torch.Tensor:
     """The data to encode: ``source``, or the run's own data; checked against the model."""
     dataset = load_like(run.config, source or run.config.data.source)
     run.vae.check_data(dataset.x)
-    return dataset.x
+    return dataset.in_memory
 
 
 def _write(x: torch.Tensor, out: str | Path, run: Run, num_columns: int | None = None) -> Path:

@@ -53,6 +53,7 @@ class DataConfig:
     scale: float | None = None  # divide values by this (255: 8-bit pixels to [0, 1])
     labels: str | None = None  # m2/cvae: a column or a file; None: the dataset's own
     num_labelled: int | None = None  # keep this many training labels (balanced), hide the rest
+    stream: bool = False  # read .npy/.csv/Parquet rows from disk a batch at a time
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,12 @@ def _check_combinations(config: RunConfig, where: str) -> None:
     model, train = config.model, config.train
     layers = bool(model.latent_layers)
     rules = [
+        (
+            config.data.stream and (model.kind != "vae" or train.inference != "amortized"),
+            "stream = true reads the rows from disk a batch at a time for amortized VAEs; "
+            f"a {model.kind} model with inference = {train.inference!r} keeps its data (labels, "
+            "or a q per example) in memory: drop stream",
+        ),
         (
             model.kind != "vae" and train.inference != "amortized",
             f"inference = {train.inference!r} fits a q per example of a plain VAE; a "

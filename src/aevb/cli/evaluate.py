@@ -19,15 +19,15 @@ from .runs import Run, load_like, load_run, load_run_data
 def evaluate(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     if args.data:
-        data = load_like(run.config, args.data)
+        data = load_like(run.config, args.data, stream=run.config.data.stream)
     else:
         data = dict(zip(("train", "valid", "test"), load_run_data(run.config), strict=True))[
             args.split
         ]
-    x = data.x[: args.num] if args.num else data.x
+    x = data.x[: args.num] if args.num else data.x  # rows on disk stay there unless cut
     run.vae.check_data(x)
     if args.gaps:
-        return _gaps(args, run, x)
+        return _gaps(args, run, x if isinstance(x, torch.Tensor) else data.in_memory)
     summary = summarize(
         run.vae, x, k=args.k, seed=args.seed, compile=args.compile, progress=not args.quiet
     )

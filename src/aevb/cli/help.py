@@ -5,13 +5,16 @@ default (a test checks that every config field has one). Text only: no imports, 
 # One line per option, for `aevb train --help` (a test checks every option has one).
 HELP = {
     # [data]
-    "source": "the data: a file (.npy, .npz[:key], .csv, MNIST IDX, .amat) or a named dataset",
+    "source": "the data: a file (.npy, .npz[:key], .csv, .parquet, MNIST IDX, .amat), a folder "
+    "of images or of Parquet parts, or a named dataset",
     "binarize": "threshold grey levels into {0, 1} at this value (for bernoulli)",
     "valid_fraction": "fraction of the rows held out for validation and early stopping",
     "test_fraction": "fraction of the rows held out for the test metrics",
     "scale": "divide every value by this (255: 8-bit pixels to [0, 1]; none: as read)",
     "labels": "m2/cvae: a label column of the CSV or a file with one label per row",
     "num_labelled": "m2: keep this many training labels, balanced over classes; hide the rest",
+    "stream": "leave .npy/.csv/Parquet rows on disk and read them a batch at a time (data "
+    "larger than memory)",
     # [model]
     "kind": "the model: vae, m2 (semi-supervised, labels partly observed), cvae (conditional)",
     "m1": "m2/cvae over this VAE run's posterior means (M1+M2; Kingma et al. 2014)",

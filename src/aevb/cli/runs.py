@@ -17,8 +17,10 @@ import torch
 from torch import nn
 
 from .._version import __version__
+from ..data.dataset import Dataset, split
 from ..data.images import as_image_shape
-from ..data.loaders import Dataset, load_dataset, split, with_labels
+from ..data.loaders import load_dataset, with_labels
+from ..data.ondisk import Rows
 from ..errors import CheckpointError, ConfigError
 from ..evaluation.metrics import evaluate
 from ..inference.local import fit_local, per_example_elbo
@@ -33,7 +35,6 @@ from ..models.semisupervised import (
 )
 from ..models.vae import VAE
 from ..nn.utils import checked_device
-from ..training.callbacks import LatentSnapshots
 from ..training.checkpoint import (
     load_json,
     load_state_into,
@@ -45,14 +46,12 @@ from ..training.checkpoint import (
 from ..training.distributed import join_from_environment, rank_and_size
 from ..training.recipes import m2_objective, validation_error
 from ..training.samplers import BatchSampler, LabelledMix, Shuffled
-from ..training.tensorboard import TensorBoard
 from ..training.trainer import Objective, Trainer
-from ..viz.report import SNAPSHOTS, draw_figures, draw_label_figures, spread_subset, write_report
+from ..viz.report import SNAPSHOTS, draw_figures, draw_label_figures, write_report
 from .build import build_model, build_semi_supervised, build_trainer
+from .callbacks import snapshots_of, tensorboard_of
 from .config import RunConfig, config_from_dict, config_to_dict
-from .folders import TENSORBOARD, check_out_folder, clear_run, locked
-
-SNAPSHOT_POINTS = 500  # examples whose posterior means are recorded during training
+from .folders import check_out_folder, clear_run, locked
 
 
 @dataclass
@@ -80,10 +79,15 @@ class Run:
         return self.model
 
 
-def load_like(config: RunConfig, source: str, *, labels: str | None = None) -> Dataset:
-    """Data from ``source``, scaled and binarized as the run's own data were."""
+def load_like(
+    config: RunConfig, source: str, *, labels: str | None = None, stream: bool = False
+) -> Dataset:
+    """Data from ``source``, scaled and binarized as the run's own data were (``stream``:
+    left on disk, see :mod:`aevb.data.ondisk`)."""
     data = config.data
-    return load_dataset(source, binarize=data.binarize, scale=data.scale, labels=labels)
+    return load_dataset(
+        source, binarize=data.binarize, scale=data.scale, labels=labels, stream=stream
+    )
 
 
 def load_run_data(config: RunConfig) -> tuple[Dataset, Dataset, Dataset]:
@@ -94,7 +98,8 @@ def load_run_data(config: RunConfig) -> tuple[Dataset, Dataset, Dataset]:
     """
     data = config.data
     labelled = config.model.kind != "vae"
-    dataset = load_like(config, data.source, labels=data.labels if labelled else None)
+    labels = data.labels if labelled else None
+    dataset = load_like(config, data.source, labels=labels, stream=data.stream)
     if labelled and data.labels is None:
         dataset = with_labels(dataset, None)  # the dataset's own labels, or a clear error
     fractions = (data.valid_fraction, data.test_fraction)
@@ -115,8 +120,8 @@ class _Plan:
 
     model: VAE | SemiSupervisedVAE  # what the run holds (Run.model)
     trainable: nn.Module  # what the Trainer fits: the model, or per-example q around it
-    train: tuple[torch.Tensor, ...]
-    valid: torch.Tensor | None = None
+    train: tuple[Rows, ...]
+    valid: Rows | None = None
     objective: Objective | None = None  # None: the ELBO / IWAE / semi-amortized of [train]
     sampler: BatchSampler | None = None
     epoch_metrics: Callable[[Any], dict[str, float]] | None = None
@@ -194,10 +199,10 @@ def _fit(
         save_json(config_to_dict(config), out / "config.json")
         save_json(facts, out / "run.json")
     trainer = _trainer(config, plan, out, progress, verbose)
-    snapshots = _snapshots(config, plan.model, train, valid, out, resume)
+    snapshots = snapshots_of(config, plan.model, train, valid, out, resume)
     if snapshots is not None:
         trainer.callbacks.append(snapshots[0])
-    board = _tensorboard(config, plan.model, train, valid, out)
+    board = tensorboard_of(config, plan.model, train, valid, out)
     if board is not None:
         trainer.callbacks.append(board)
     try:
@@ -224,7 +229,8 @@ def _plan(config: RunConfig, train: Dataset, valid: Dataset, test: Dataset, resu
     if config.model.kind != "vae":
         return _semi_supervised_plan(config, train, valid, _num_classes(train, valid, test))
     model = build_model(config.model, train.x.shape[1], train.image_shape)
-    model.check_data(train.x)  # before the pseudo-inputs draw from the same random stream
+    for part in (train, valid, test):  # all before training (bad rows named as in the file),
+        model.check_data(part.x, rows=part.rows)  # and before the pseudo-inputs draw
     vamp = [m for m in model.prior.modules() if isinstance(m, VampPrior)]  # a hierarchy's top
     if config.model.pseudo_inputs == "data" and vamp:
         vamp[0].initialize_from(train.x)
@@ -247,18 +253,19 @@ def _semi_supervised_plan(
 ) -> _Plan:
     """M2 or a conditional VAE (:mod:`aevb.models.semisupervised`) on mixed minibatches."""
     assert train.y is not None and valid.y is not None
-    features = _m1_features(config, train.x)
-    data_dim = train.x.shape[1] if features is None else features.out_dim
+    x = train.in_memory
+    features = _m1_features(config, x)
+    data_dim = x.shape[1] if features is None else features.out_dim
     model = build_semi_supervised(config.model, data_dim, num_classes, features, train.image_shape)
-    model.check_data(train.x, train.y)
+    model.check_data(x, train.y)
     options = config.train
     return _Plan(
         model,
         model,
-        (train.x, train.y),
+        (x, train.y),
         objective=m2_objective(train.y, alpha=options.alpha, num_samples=options.num_samples),
         sampler=LabelledMix(options.batch_size, options.labelled_per_batch),
-        epoch_metrics=validation_error(valid.x, valid.y) if len(valid) else None,
+        epoch_metrics=validation_error(valid.in_memory, valid.y) if len(valid) else None,
         facts={
             "kind": config.model.kind,
             "num_classes": num_classes,
@@ -276,17 +283,22 @@ def _test_metrics(config: RunConfig, model: nn.Module, test: Dataset) -> dict[st
         known = test.y != UNLABELLED
         facts: dict[str, Any] = {}
         if model.classifier is not None and bool(known.any()):
-            facts["test_error"] = error_rate(model, test.x, test.y)
+            facts["test_error"] = error_rate(model, test.in_memory, test.y)
         if bool(known.any()):
             with torch.no_grad():
-                parts = zip(test.x[known].split(1000), test.y[known].split(1000), strict=True)
+                x = test.in_memory[known].split(1000)
+                parts = zip(x, test.y[known].split(1000), strict=True)
                 bound = torch.cat([model.conditional_elbo(x, y) for x, y in parts])
             facts["test_conditional_elbo"] = float(bound.mean())
         return facts
     assert isinstance(model, VAE)
     if config.train.inference == "mean-field":  # new data need their own fit: what
         fitted = fit_local(  # amortization saves
-            model, test.x, init="prior", steps=config.train.local_steps, lr=config.train.local_lr
+            model,
+            test.in_memory,
+            init="prior",
+            steps=config.train.local_steps,
+            lr=config.train.local_lr,
         )
         assert fitted.elbo is not None
         return {"test_elbo": float(fitted.elbo.mean()), "test_fit_seconds": fitted.seconds}
@@ -331,34 +343,6 @@ def _m1_features(config: RunConfig, x: torch.Tensor | None = None) -> M1Features
     if not isinstance(m1.model, VAE):
         raise ConfigError(f"[model] m1 = {config.model.m1} must be a VAE run (kind = vae)")
     return M1Features(m1.model, x)
-
-
-def _tensorboard(
-    config: RunConfig, model: nn.Module, train: Dataset, valid: Dataset, out: Path
-) -> TensorBoard | None:
-    """``--tensorboard``: event files in ``RUN/tensorboard`` (VAEs; KL per dimension and
-    reconstructions of up to 500 validation rows)."""
-    if not config.train.tensorboard:
-        return None
-    if not isinstance(model, VAE) or config.train.inference != "amortized":
-        raise ConfigError("--tensorboard logs amortized VAEs (kind = vae, inference = amortized)")
-    data = valid if len(valid) else train
-    return TensorBoard(out / TENSORBOARD, data.x[:500], image_shape=train.image_shape)
-
-
-def _snapshots(
-    config: RunConfig, model: nn.Module, train: Dataset, valid: Dataset, out: Path, resume: bool
-) -> tuple[LatentSnapshots, Dataset] | None:
-    """Posterior means of a spread of validation examples during training (amortized VAEs)."""
-    every = config.train.snapshot_every
-    amortized = isinstance(model, VAE) and config.train.inference == "amortized"
-    if every == 0 or not amortized:
-        return None
-    data = spread_subset(valid if len(valid) else train, SNAPSHOT_POINTS)
-    snapshots = LatentSnapshots(data.x, every)
-    if resume and (out / SNAPSHOTS).exists():
-        snapshots.load(out / SNAPSHOTS)
-    return snapshots, data
 
 
 def load_run(path: str | Path, *, checkpoint: str = "model.safetensors") -> Run:

@@ -1,5 +1,17 @@
-"""Data: loaders by format, named datasets, splits and checks; no model knowledge."""
+"""Data: loaders by format, named datasets, splits and checks, rows read from disk; no model
+knowledge."""
 
-from .loaders import NAMED_DATASETS, Dataset, check_finite, load_dataset, split, with_labels
+from .dataset import Dataset, split
+from .loaders import NAMED_DATASETS, load_dataset, with_labels
+from .ondisk import DiskRows, check_finite, open_rows
 
-__all__ = ["NAMED_DATASETS", "Dataset", "check_finite", "load_dataset", "split", "with_labels"]
+__all__ = [
+    "NAMED_DATASETS",
+    "Dataset",
+    "DiskRows",
+    "check_finite",
+    "load_dataset",
+    "open_rows",
+    "split",
+    "with_labels",
+]

@@ -1,7 +1,9 @@
 """Data: loaders returning tensors, splitting, and checks that fail early with a fix.
 
-Formats: ``.npy``, ``.npz``, CSV, MNIST IDX (``*-ubyte`` / ``*-ubyte.gz``), Larochelle's
-``.amat`` text, and a folder of PNG/JPEG images (:mod:`aevb.data.images`). Named datasets
+Formats: ``.npy``, ``.npz``, CSV, Parquet, MNIST IDX (``*-ubyte`` / ``*-ubyte.gz``),
+Larochelle's ``.amat`` text, and a folder of PNG/JPEG images (:mod:`aevb.data.images`);
+``.npy``, CSV and Parquet can also stay on disk, read a batch at a time (``stream=True``,
+:mod:`aevb.data.ondisk`). Named datasets
 (see :mod:`aevb.data.datasets`):
 
 - ``digits``: scikit-learn's 1,797 8x8 handwritten digits, grey levels scaled to [0, 1];
@@ -19,7 +21,8 @@ import gzip
 import math
 import struct
 import zipfile
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,33 +30,15 @@ import pandas as pd
 import torch
 
 from ..errors import DataError
+from .dataset import Dataset
 from .datasets import load_binarized_mnist, load_digits
 from .images import image_shape_of, load_image_folder
+from .ondisk import DiskRows, check_finite, open_rows, value_range
+from .sources import csv_header, is_parquet, npy_header, numeric_values
 
 NAMED_DATASETS = ("digits", "digits-binary", "binarized-mnist")
 
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """Examples ``x (n, data_dim)``, optional labels ``y (n,)`` (-1: unknown), the ``(C, H, W)``
-    of image data, ``splits``: sizes of a predefined (train, valid, test) split, rows in order, and
-    the names of text labels."""
-
-    x: torch.Tensor
-    y: torch.Tensor | None = None
-    image_shape: tuple[int, ...] | None = None
-    name: str = "data"
-    splits: tuple[int, int, int] | None = None
-    label_names: tuple[str, ...] | None = None  # y = i means label_names[i] (text labels)
-
-    def __len__(self) -> int:
-        return self.x.shape[0]
-
-    def __getitem__(self, index: torch.Tensor | slice) -> Dataset:
-        y = None if self.y is None else self.y[index]
-        return replace(self, x=self.x[index], y=y, splits=None)
 
 
 def load_dataset(
@@ -62,6 +47,7 @@ def load_dataset(
     binarize: float | None = None,
     labels: str | None = None,
     scale: float | None = None,
+    stream: bool = False,
 ) -> Dataset:
     """Load a named dataset, a file or a folder of images; check it is finite; optionally
     scale and binarize it.
@@ -76,19 +62,23 @@ def load_dataset(
             values as read (8-bit images as counts 0..255).
         labels: where the labels are, see :func:`with_labels` (``None``: the dataset's own,
             if any; missing ones are then not an error).
+        stream: leave the rows on disk and read them a batch at a time (``.npy``, ``.csv``,
+            Parquet: :mod:`aevb.data.ondisk`); the checks, scaling and binarizing stream too.
 
     Raises:
         DataError: missing file, unknown format, wrong shape, NaN or infinite values.
     """
     name = str(source)
-    if name in ("digits", "digits-binary"):
+    if stream:
+        dataset = _on_disk(name, labels)
+    elif name in ("digits", "digits-binary"):
         x, y = load_digits(binary=name == "digits-binary")
         dataset = Dataset(x=x, y=y, image_shape=(1, 8, 8), name=name)
     elif name == "binarized-mnist" or name.startswith("binarized-mnist:"):
         path = name.partition(":")[2] or None
         x, own_labels, sizes = load_binarized_mnist(path)
         dataset = Dataset(x, own_labels, (1, 28, 28), "binarized-mnist", splits=sizes)
-    elif Path(name).is_dir():
+    elif Path(name).is_dir() and not is_parquet(Path(name)):
         dataset = _image_folder(Path(name))
     else:
         path, key = name.rsplit(":", 1) if ".npz:" in name else (name, None)
@@ -96,23 +86,45 @@ def load_dataset(
             dataset, labels = _csv_with_labels(Path(path), labels), None
         else:
             dataset = _to_dataset(load_array(Path(path), key=key), Path(path).name)
-    if labels is not None:
+    if labels is not None and not stream:
         dataset = with_labels(dataset, labels)
     check_finite(dataset.x, dataset.name)
     if scale is not None:
         if not (math.isfinite(scale) and scale > 0):
             raise DataError(f"scale must be a positive number, got {scale}: e.g. 255 for 8-bit")
-        dataset = replace(dataset, x=dataset.x / scale)
+        dataset = replace(dataset, x=_mapped(dataset.x, lambda x: x / scale))
     if binarize is not None:
-        low, high = float(dataset.x.min()), float(dataset.x.max())
+        low, high = value_range(dataset.x)
         if not low < binarize <= high:
             raise DataError(
                 f"binarize = {binarize} would turn every value of {dataset.name} into "
                 f"{int(binarize <= low)}: the data range from {low:g} to {high:g}; choose a "
                 "threshold above the smallest value and at most the largest (e.g. their middle)"
             )
-        dataset = replace(dataset, x=(dataset.x >= binarize).to(dataset.x.dtype))
+        threshold = binarize
+        dataset = replace(dataset, x=_mapped(dataset.x, lambda x: (x >= threshold).to(x.dtype)))
     return dataset
+
+
+def _mapped(
+    x: torch.Tensor | DiskRows, function: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor | DiskRows:
+    """``function(x)``, or for rows on disk, ``function`` applied to every batch read."""
+    return x.map(function) if isinstance(x, DiskRows) else function(x)
+
+
+def _on_disk(name: str, labels: str | None) -> Dataset:
+    if labels is not None:
+        raise DataError(
+            "labels are not read from data streamed from disk (--stream): models with labels "
+            "(M2, conditional VAEs) train on data in memory; drop --stream"
+        )
+    path = Path(name)
+    if not path.exists():
+        raise DataError(f"no such data file: {path}. Give an existing .npy, .csv or Parquet path")
+    x = open_rows(path)
+    shape = x.source.image_shape or _square(x.shape[1])
+    return Dataset(x=x, image_shape=shape, name=path.name)
 
 
 def with_labels(dataset: Dataset, labels: str | None) -> Dataset:
@@ -168,25 +180,15 @@ def _csv_column(path: Path, labels: str) -> str | int | None:
     """The label column of a CSV data file, by header name or index (``None``: not one)."""
     if path.suffix != ".csv" or not path.exists():
         return None
-    header = _csv_header(path)
+    header = csv_header(path)
     if header is not None and labels in header:
         return labels
     return int(labels) if labels.isdigit() else None
 
 
-def _csv_header(path: Path) -> list[str] | None:
-    with open(path) as file:
-        cells = [cell.strip() for cell in file.readline().strip().split(",")]
-    try:
-        [float(cell) for cell in cells if cell]
-        return None
-    except ValueError:
-        return cells
-
-
 def _csv_with_labels(path: Path, labels: str) -> Dataset:
     """A CSV whose label column (numbers or text, empty cells unlabelled) becomes ``y``."""
-    frame = pd.read_csv(path, header=0 if _csv_header(path) is not None else None)
+    frame = pd.read_csv(path, header=0 if csv_header(path) is not None else None)
     column = _csv_column(path, labels)
     name = column if column in frame.columns else frame.columns[int(column)]  # type: ignore[arg-type]
     raw = frame.pop(name)
@@ -197,7 +199,7 @@ def _csv_with_labels(path: Path, labels: str) -> Dataset:
         categorical = pd.Categorical(raw)
         names = tuple(str(c) for c in categorical.categories)
         y = torch.as_tensor(categorical.codes.astype(np.int64))  # NaN -> -1
-    x = torch.as_tensor(_numeric(frame, path), dtype=torch.float32)
+    x = torch.as_tensor(numeric_values(frame, str(path)), dtype=torch.float32)
     return Dataset(x=x, y=y, name=path.name, label_names=names)
 
 
@@ -215,6 +217,8 @@ def load_array(path: Path, *, key: str | None = None) -> np.ndarray:
             return _load_npz(path, key)
         if path.suffix == ".csv":
             return _load_csv(path)
+        if is_parquet(path):
+            return open_rows(path)[:].numpy()
         if path.suffix == ".amat":
             return np.loadtxt(path, dtype=np.float32, ndmin=2)
         if "ubyte" in path.name or path.suffix == ".idx":
@@ -224,29 +228,13 @@ def load_array(path: Path, *, key: str | None = None) -> np.ndarray:
     except (ValueError, OSError, EOFError, struct.error, zipfile.BadZipFile) as error:
         raise DataError(f"could not read {path}: {error}. Is the file complete?") from error
     raise DataError(
-        f"unknown data format for {path}: use .npy, .npz, .csv, .amat or an MNIST IDX file "
-        "(*-ubyte or *-ubyte.gz)"
+        f"unknown data format for {path}: use .npy, .npz, .csv, .parquet, .amat or an MNIST "
+        "IDX file (*-ubyte or *-ubyte.gz)"
     )
 
 
 def _load_npy(path: Path) -> np.ndarray:
-    """``np.load``, after checking that the file holds the bytes its header promises (a
-    damaged header could otherwise ask for any amount of memory)."""
-    with open(path, "rb") as file:
-        major, _ = np.lib.format.read_magic(file)
-        read_header = (
-            np.lib.format.read_array_header_1_0
-            if major == 1
-            else np.lib.format.read_array_header_2_0
-        )
-        shape, _, dtype = read_header(file)
-        needed = math.prod(shape) * dtype.itemsize + file.tell()
-    size = path.stat().st_size
-    if needed > size:
-        raise DataError(
-            f"{path} is truncated or corrupt: its header says shape {shape} of {dtype} "
-            f"({needed / 2**30:.3g} GiB), the file holds {size / 2**30:.3g} GiB; save it again"
-        )
+    npy_header(path)  # the file holds the bytes its header promises (no huge allocation)
     return np.load(path, allow_pickle=False)
 
 
@@ -270,21 +258,8 @@ def _load_npz(path: Path, key: str | None) -> np.ndarray:
 
 
 def _load_csv(path: Path) -> np.ndarray:
-    frame = pd.read_csv(path, header=0 if _csv_header(path) is not None else None)
-    return _numeric(frame, path)
-
-
-def _numeric(frame: pd.DataFrame, path: Path) -> np.ndarray:
-    text = [
-        str(name) for name, kind in frame.dtypes.items() if not pd.api.types.is_numeric_dtype(kind)
-    ]
-    if text:
-        raise DataError(
-            f"{path} has non-numeric cells in column(s) {', '.join(text)}; aevb reads numeric "
-            "CSV columns here: remove text columns or encode them as numbers (a text label "
-            "column: --labels COLUMN; tables with text columns: aevb impute)"
-        )
-    return frame.to_numpy(dtype=np.float64)  # empty cells are NaN
+    frame = pd.read_csv(path, header=0 if csv_header(path) is not None else None)
+    return numeric_values(frame, str(path))
 
 
 def _load_idx(path: Path) -> np.ndarray:
@@ -348,52 +323,3 @@ def _image_folder(folder: Path) -> Dataset:
 def _square(data_dim: int) -> tuple[int, int, int] | None:
     side = math.isqrt(data_dim)
     return (1, side, side) if side * side == data_dim and side > 1 else None
-
-
-def check_finite(x: torch.Tensor, name: str = "data", *, allow_missing: bool = False) -> None:
-    """Raise :class:`DataError` naming the rows with NaN or infinite entries.
-
-    ``allow_missing=True`` (likelihoods that mask missing entries) lets NaN through.
-    """
-    if bool(torch.isfinite(x.sum())):
-        return  # one fast pass: NaN and inf propagate into the sum (overflow: checked below)
-    bad = torch.isinf(x) if allow_missing else ~torch.isfinite(x)
-    if bool(bad.any()):
-        rows = bad.reshape(x.shape[0], -1).any(-1).nonzero().flatten().tolist()
-        kind = "NaN" if not allow_missing and bool(torch.isnan(x).any()) else "infinite"
-        shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
-        raise DataError(
-            f"{name} has {int(bad.sum())} {kind} entries in {len(rows)} rows (rows {shown}): "
-            "remove those rows or impute the missing values before training"
-        )
-
-
-def split(
-    dataset: Dataset, fractions: tuple[float, float], *, seed: int = 0
-) -> tuple[Dataset, Dataset, Dataset]:
-    """Shuffle with ``seed`` and cut into train, valid and test parts.
-
-    A dataset with a predefined split (``dataset.splits``, e.g. binarized MNIST) keeps it:
-    ``fractions`` and ``seed`` are then not used.
-
-    Args:
-        fractions: ``(valid_fraction, test_fraction)``; the rest is training data.
-    """
-    if dataset.splits is not None:
-        num_train, num_valid, _ = dataset.splits
-        rows = torch.arange(len(dataset))
-        return (
-            dataset[rows[:num_train]],
-            dataset[rows[num_train : num_train + num_valid]],
-            dataset[rows[num_train + num_valid :]],
-        )
-    valid_fraction, test_fraction = fractions
-    if valid_fraction < 0 or test_fraction < 0 or valid_fraction + test_fraction >= 1:
-        raise DataError(f"valid and test fractions must be >= 0 and sum to < 1, got {fractions}")
-    n = len(dataset)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    num_valid, num_test = round(n * valid_fraction), round(n * test_fraction)
-    valid = order[:num_valid]
-    test = order[num_valid : num_valid + num_test]
-    train = order[num_valid + num_test :]
-    return dataset[train], dataset[valid], dataset[test]

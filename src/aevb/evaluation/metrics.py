@@ -18,16 +18,17 @@ import torch
 from torch.distributions import Distribution
 from tqdm.auto import tqdm
 
+from ..data.ondisk import Rows
 from ..distributions.core import upcast
 from ..distributions.kl import kl_per_dim, kl_per_layer
 from ..errors import ConfigError
 from ..inference.objectives import ELBOTerms, elbo
-from ..models.vae import VAE, as_input
+from ..models.vae import VAE, as_rows
 from ..nn.utils import device_of
 from .surgery import elbo_surgery
 
 
-def _batches(model: VAE, x: torch.Tensor, batch_size: int):
+def _batches(model: VAE, x: Rows, batch_size: int):
     device = device_of(model)
     for begin in range(0, x.shape[0], batch_size):
         yield x[begin : begin + batch_size].to(device)
@@ -36,7 +37,7 @@ def _batches(model: VAE, x: torch.Tensor, batch_size: int):
 @torch.no_grad()
 def evaluate(
     model: VAE,
-    x: torch.Tensor,
+    x: Rows,
     batch_size: int = 1000,
     objective: Callable[..., ELBOTerms] = elbo,
 ) -> dict[str, float]:
@@ -45,7 +46,7 @@ def evaluate(
     ``objective`` gives the bound: the ELBO with one z sample by default, or e.g.
     ``functools.partial(iwae_bound, k=5)`` to select an IWAE-trained model by its own bound.
     """
-    x = as_input(model, x)
+    x = as_rows(model, x)
     was_training = model.training
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64)
@@ -58,15 +59,13 @@ def evaluate(
 
 
 @torch.no_grad()
-def encode_means(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+def encode_means(model: VAE, x: Rows, batch_size: int = 1000) -> torch.Tensor:
     """Posterior means E_q[z|x], ``(n, latent_dim)``: the codes of the data."""
     parts = [model.encode(batch).mean.cpu() for batch in _batches(model, x, batch_size)]
     return torch.cat(parts)
 
 
-def active_units(
-    model: VAE, x: torch.Tensor, threshold: float = 0.01
-) -> tuple[torch.Tensor, torch.Tensor]:
+def active_units(model: VAE, x: Rows, threshold: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:
     """Activity Cov_x(E_q[z_j|x]) of each latent dimension and which exceed ``threshold``.
 
     A unit is active when its posterior mean varies across the data (Burda et al. 2015,
@@ -82,7 +81,7 @@ def active_units(
 
 @torch.no_grad()
 def kl_per_dimension(
-    model: VAE, x: torch.Tensor, batch_size: int = 1000, num_samples: int = 16
+    model: VAE, x: Rows, batch_size: int = 1000, num_samples: int = 16
 ) -> torch.Tensor | None:
     """Average KL(q(z_j|x) || p(z_j)) over ``x`` for each latent dimension, ``(latent_dim,)``.
 
@@ -103,7 +102,7 @@ def kl_per_dimension(
 @torch.no_grad()
 def layer_summary(
     model: VAE,
-    x: torch.Tensor,
+    x: Rows,
     activity: torch.Tensor,
     threshold: float = 0.01,
     num_samples: int = 16,
@@ -167,7 +166,7 @@ class LogPx:
 @torch.no_grad()
 def log_px(
     model: VAE,
-    x: torch.Tensor,
+    x: Rows,
     k: int = 5000,
     *,
     batch_size: int = 16,
@@ -208,7 +207,7 @@ def log_px(
     """
     if not (isinstance(k, int) and k >= 1) or batch_size < 1 or max_rows < 1:
         raise ConfigError(f"k, batch_size and max_rows must be whole numbers >= 1, got k = {k}")
-    x = as_input(model, x)
+    x = as_rows(model, x)
     # Filled in place: small results kept between the large chunks would fragment the heap
     # (resident memory grew by ~2 GB over 10,000 images when they were appended to a list).
     estimates = torch.empty(x.shape[0], dtype=torch.float64)
@@ -279,7 +278,7 @@ MIN_ESS = 50.0  # below this median effective sample size, IS estimates get a wa
 
 def summarize(
     model: VAE,
-    x: torch.Tensor,
+    x: Rows,
     *,
     k: int = 5000,
     surgery_points: int = 10_000,

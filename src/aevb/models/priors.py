@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
 
+from ..data.ondisk import Rows
 from ..distributions.core import DiagonalNormalMixture, is_diagonal_normal
 from ..errors import require_positive
 
@@ -107,7 +108,7 @@ class VampPrior(nn.Module):
         return int(self().event_shape[-1])
 
     @torch.no_grad()
-    def initialize_from(self, x: torch.Tensor) -> None:
+    def initialize_from(self, x: Rows) -> None:
         """Start the pseudo-inputs at K distinct random rows of ``x`` (``(N, data_dim)``, N >= K),
         drawn with torch's global generator; a faster start than noise (Tomczak & Welling 2018
         mention both)."""

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution
 
-from ..data.loaders import check_finite
+from ..data.ondisk import check_finite
 from ..distributions.kl import kl
 from ..errors import DataError
 from ..nn.mlp import MLP, LabelConditionedMLP

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
-from ..data.loaders import check_finite
+from ..data.ondisk import DiskRows, Rows, check_finite, row_chunks
 from ..distributions.core import support_fix, unwrap, upcast
 from ..errors import DataError, require_positive
 from ..inference.objectives import ELBOTerms, elbo
@@ -87,12 +87,13 @@ class VAE(nn.Module):
         check_data(self, x)
         return elbo(self, x, **options)  # type: ignore[arg-type]
 
-    def check_data(self, x: torch.Tensor) -> None:
+    def check_data(self, x: Rows, *, rows: torch.Tensor | None = None) -> None:
         """Raise :class:`aevb.DataError` unless ``x`` fits p(x|z): shape, finiteness, support.
 
-        The message names the first offending entry and how to fix the data or the model.
+        The message names the first offending entry (by ``rows[i]`` when given, e.g. its row
+        in the file) and how to fix the data or the model.
         """
-        check_data(self, x)
+        check_data(self, x, rows=rows)
 
     @torch.no_grad()
     def sample(self, num_samples: int, *, mean: bool = False) -> torch.Tensor:
@@ -119,6 +120,8 @@ def as_input(model: nn.Module, x: Any, name: str = "x") -> torch.Tensor:
     (e.g. float64 data for a float32 model); what cannot be data is a :class:`aevb.DataError`
     naming ``name`` and the fix, never an error from inside torch.
     """
+    if isinstance(x, DiskRows):  # the rows are needed here all at once: read them
+        x = x[:]
     if not isinstance(x, torch.Tensor):
         try:
             x = torch.as_tensor(np.asarray(x))
@@ -131,18 +134,28 @@ def as_input(model: nn.Module, x: Any, name: str = "x") -> torch.Tensor:
             f"{name} must be an (n, ...) array with one example per row and n >= 1, got shape "
             f"{tuple(x.shape)}" + ("; for one example use x[None]" if x.ndim == 1 else "")
         )
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    dtype = _dtype(model)
     return x if x.dtype == dtype else x.to(dtype)
+
+
+def as_rows(model: nn.Module, x: Any, name: str = "x") -> Rows:
+    """:func:`as_input`, except that rows on disk (:class:`aevb.data.DiskRows`) stay there,
+    read and converted a batch at a time by those who index them."""
+    return x.to(_dtype(model)) if isinstance(x, DiskRows) else as_input(model, x, name)
+
+
+def _dtype(model: nn.Module) -> torch.dtype:
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 
 def checked_inputs(
     model: nn.Module, data: tuple[Any, ...], valid: Any | None
-) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
+) -> tuple[tuple[Rows, ...], Rows | None]:
     """Training data ``(x, *rest)`` and validation ``x`` converted (:func:`as_input`, the
     rest, e.g. labels, as tensors) and checked by ``model.check_data`` where it has one."""
-    x = as_input(model, data[0])
+    x = as_rows(model, data[0])
     rest = tuple(torch.as_tensor(part) for part in data[1:])
-    valid_x = None if valid is None else as_input(model, valid, "valid")
+    valid_x = None if valid is None else as_rows(model, valid, "valid")
     check = getattr(model, "check_data", None)
     if check is not None:
         check(x, *rest)
@@ -155,7 +168,7 @@ _CONVERTIBLE = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, t
 
 
 @torch.no_grad()
-def check_data(model: Any, x: torch.Tensor) -> None:
+def check_data(model: Any, x: Rows, *, rows: torch.Tensor | None = None) -> None:
     """Raise :class:`aevb.DataError` unless ``x`` fits the p(x|z) of ``model`` (anything with
     ``decode`` and ``prior``): shape, finiteness, support.
 
@@ -163,7 +176,7 @@ def check_data(model: Any, x: torch.Tensor) -> None:
     """
     px = model.decode(model.prior().sample((1,)))
     # Likelihoods over rows with holes (aevb.distributions.columns.Columns) skip NaN entries.
-    check_finite(x, allow_missing=getattr(px, "handles_missing", False))
+    check_finite(x, allow_missing=getattr(px, "handles_missing", False), rows=rows)
     if tuple(x.shape[1:]) != tuple(px.event_shape) or x.ndim < 2:
         images = [m.image_shape for m in model.modules() if hasattr(m, "image_shape")]
         if images:  # a convolutional model: name its image shape
@@ -180,16 +193,23 @@ def check_data(model: Any, x: torch.Tensor) -> None:
     support = unwrap(px).support
     if support is None:  # a family without a declared support: nothing to check
         return
-    # In chunks of rows: a cache-sized pass per chunk, and the full scan only on failure.
-    if all(bool(support.check(chunk).all()) for chunk in x.split(4096)):
-        return
-    outside = ~support.check(x).reshape(x.shape[0], -1)
-    row, column = outside.nonzero()[0].tolist()
-    raise DataError(
-        f"{int(outside.sum())} data values are outside the support of the "
-        f"{type(unwrap(px)).__name__} likelihood (first: row {row}, column {column}, "
-        f"value {x[row].flatten()[column].item():g}). Fix: {support_fix(support)}"
-    )
+    # In chunks of rows (a cache-sized pass each; data on disk are streamed).
+    count, first, begin = 0, "", 0
+    for chunk in row_chunks(x, 4096):
+        outside = ~support.check(chunk).reshape(chunk.shape[0], -1)
+        if bool(outside.any()):
+            if not count:
+                row, column = outside.nonzero()[0].tolist()
+                value = chunk[row].flatten()[column].item()
+                number = begin + row if rows is None else int(rows[begin + row])
+                first = f"row {number}, column {column}, value {value:g}"
+            count += int(outside.sum())
+        begin += chunk.shape[0]
+    if count:
+        raise DataError(
+            f"{count} data values are outside the support of the {type(unwrap(px)).__name__} "
+            f"likelihood (first: {first}). Fix: {support_fix(support)}"
+        )
 
 
 def mlp_vae(

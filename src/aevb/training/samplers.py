@@ -20,17 +20,19 @@ from typing import Protocol
 
 import torch
 
+from ..data.ondisk import DiskRows, Rows
 from ..errors import ConfigError, DataError
 from ..models.semisupervised import UNLABELLED
 
 Batch = tuple[torch.Tensor, ...]
+Data = tuple[Rows, ...]  # the training data: examples in rows, in memory or on disk
 
 
 class BatchSampler(Protocol):
     """One epoch of minibatches from ``data``, with state kept across epochs."""
 
-    def num_steps(self, data: Batch) -> int: ...
-    def epoch(self, data: Batch, generator: torch.Generator) -> Iterator[Batch]: ...
+    def num_steps(self, data: Data) -> int: ...
+    def epoch(self, data: Data, generator: torch.Generator) -> Iterator[Batch]: ...
     def state_dict(self) -> dict[str, torch.Tensor]: ...
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
 
@@ -47,11 +49,17 @@ class Shuffled:
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
         self.batch_size, self.with_index = batch_size, with_index
 
-    def num_steps(self, data: Batch) -> int:
+    def num_steps(self, data: Data) -> int:
         return math.ceil(data[0].shape[0] / self.batch_size)
 
-    def epoch(self, data: Batch, generator: torch.Generator) -> Iterator[Batch]:
-        order = torch.randperm(data[0].shape[0], generator=generator)
+    def epoch(self, data: Data, generator: torch.Generator) -> Iterator[Batch]:
+        x = data[0]
+        # rows on disk choose their own order (block formats: blockwise, see aevb.data.ondisk)
+        order = (
+            x.order(generator)
+            if isinstance(x, DiskRows)
+            else torch.randperm(len(x), generator=generator)
+        )
         for rows in order.split(self.batch_size):
             batch = tuple(part[rows] for part in data)
             yield (*batch, rows) if self.with_index else batch
@@ -84,16 +92,18 @@ class LabelledMix:
         self._order = torch.zeros(0, dtype=torch.long)  # the current pass over labelled rows
         self._position = 0
 
-    def num_steps(self, data: Batch) -> int:
+    def num_steps(self, data: Data) -> int:
         _, y = data
+        assert isinstance(y, torch.Tensor)  # labels are in memory
         labelled = int((y != UNLABELLED).sum())
         if labelled == 0:
             raise DataError("no row has a label: M2 needs at least one labelled example per class")
         unlabelled = len(y) - labelled
         return math.ceil((unlabelled or labelled) / self.batch_size)
 
-    def epoch(self, data: Batch, generator: torch.Generator) -> Iterator[Batch]:
+    def epoch(self, data: Data, generator: torch.Generator) -> Iterator[Batch]:
         x, y = data
+        assert isinstance(y, torch.Tensor)  # labels are in memory
         y = y.cpu()  # row indices live on the CPU, like the saved cycle
         labelled = (y != UNLABELLED).nonzero().flatten()
         unlabelled = (y == UNLABELLED).nonzero().flatten()

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..data.ondisk import Rows
 from ..errors import ConfigError, TrainingDiverged
 from ..evaluation.metrics import evaluate
 from ..inference.objectives import ELBOTerms, Terms, elbo, linear_warmup
@@ -62,7 +63,7 @@ from .distributed import (
 )
 from .optimizers import OptimizerFactory, adam, make_optimizers
 from .progress import diverged, epoch_line
-from .samplers import Batch, BatchSampler, Shuffled
+from .samplers import BatchSampler, Data, Shuffled
 
 Objective = Callable[..., Terms]
 PRECISIONS = ("float32", "bfloat16")
@@ -194,8 +195,8 @@ class Trainer:
 
     def fit(
         self,
-        train: torch.Tensor | Batch,
-        valid: torch.Tensor | None = None,
+        train: Rows | Data,
+        valid: Rows | None = None,
         *,
         resume: bool = False,
     ) -> list[dict[str, Any]]:
@@ -212,7 +213,7 @@ class Trainer:
             DataError: the data do not fit the model's likelihood (shape, NaN, support).
             TrainingDiverged: a term became NaN/inf; the last good checkpoint is kept.
         """
-        data = train if isinstance(train, tuple) else (train,)
+        data: Data = train if isinstance(train, tuple) else (train,)
         if valid is not None and (len(data) > 1 or getattr(self.sampler, "with_index", False)):
             raise ConfigError(
                 "valid= is scored by the objective on x alone (ELBO, IWAE); this objective "
@@ -268,7 +269,7 @@ class Trainer:
         self.model.eval()
         return self.history
 
-    def _train_epoch(self, data: Batch, warmup_steps: int, steps: int) -> dict[str, Any]:
+    def _train_epoch(self, data: Data, warmup_steps: int, steps: int) -> dict[str, Any]:
         self.model.train()
         device = device_of(self.model)
         sums: dict[str, torch.Tensor] = {}  # float64 sums on the device: no sync per step
@@ -332,7 +333,7 @@ class Trainer:
             record[f"train_{name}"] = float(total) / counts[name] if counts[name] else None
         return record
 
-    def _should_stop(self, valid: torch.Tensor | None) -> bool:
+    def _should_stop(self, valid: Rows | None) -> bool:
         has_valid = valid is not None or self.validate is not None
         return has_valid and self.patience is not None and self.bad_epochs >= self.patience
 

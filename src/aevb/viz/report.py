@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..data.loaders import Dataset
+from ..data.dataset import Dataset
 from ..errors import ConfigError
 from ..evaluation.metrics import active_units, encode_means, kl_per_dimension
 from ..files import write_text
@@ -62,7 +62,7 @@ def draw_figures(
     model, folder, shape = run.model, Path(run.path), run.image_shape
     images = shape is not None
     data = spread_subset(data, max_points, seed)
-    x, labels = data.x, data.y
+    x, labels = data.in_memory, data.y
     path = {name: folder / FIGURES[name][0] for name in FIGURES}
     drawn: dict[str, Path] = {}
     torch.manual_seed(seed)
@@ -113,7 +113,9 @@ def draw_label_figures(run: Any, data: Dataset, num_examples: int = 10) -> dict[
     y = chosen.y if chosen.y is not None and bool((chosen.y >= 0).all()) else None
     with torch.no_grad():
         return {
-            "analogies": plot_analogies(run.model, chosen.x, shape, run.path / "analogies.png", y),
+            "analogies": plot_analogies(
+                run.model, chosen.in_memory, shape, run.path / "analogies.png", y
+            ),
             "conditional_samples": plot_conditional_samples(
                 run.model, shape, run.path / "conditional_samples.png"
             ),
@@ -129,9 +131,10 @@ def read_metrics(folder: str | Path) -> list[dict[str, Any]]:
 
 
 def spread_subset(data: Dataset, size: int, seed: int = 0) -> Dataset:
-    """At most ``size`` rows drawn at random (seeded): files sorted by class stay mixed."""
+    """At most ``size`` rows drawn at random (seeded), in memory: files sorted by class stay
+    mixed, and rows on disk are read."""
     if len(data) <= size:
-        return data
+        return data[torch.arange(len(data))]
     rows = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:size]
     return data[rows.sort().values]
 
