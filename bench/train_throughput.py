@@ -1,5 +1,5 @@
 """Training throughput: aevb's Trainer (float32, and its fast path) against hand-written
-PyTorch loops and Pyro SVI, on the same model, data and batch.
+PyTorch loops, Pyro SVI and pythae, on the same model, data and batch.
 
 Model: 784-500-500-50 MLP VAE, Bernoulli likelihood, diagonal Gaussian q(z|x), N(0, I)
 prior, Adam, on statically binarized MNIST (``../shared/data``). The variants take turns, one
@@ -105,6 +105,57 @@ def pyro_svi(loss_name: str):
     return epoch
 
 
+def pythae_trainer(lr: float = 1e-3):
+    """pythae's VAE with the hand-written networks, trained by its own ``BaseTrainer`` (its
+    data loader, loss and optimizer step), one ``train_step`` per epoch; and the model."""
+    import tempfile
+
+    from pythae.data.datasets import BaseDataset
+    from pythae.models import VAE, VAEConfig
+    from pythae.models.base.base_utils import ModelOutput
+    from pythae.models.nn import BaseDecoder, BaseEncoder
+    from pythae.trainers import BaseTrainer, BaseTrainerConfig
+
+    networks = HandWrittenVAE()
+
+    class Encoder(BaseEncoder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc, self.loc, self.log_var = networks.enc, networks.loc, networks.raw_scale
+
+        def forward(self, x: torch.Tensor) -> ModelOutput:
+            h = self.enc(x.reshape(x.shape[0], -1))
+            return ModelOutput(embedding=self.loc(h), log_covariance=self.log_var(h))
+
+    class Decoder(BaseDecoder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.dec = networks.dec
+
+        def forward(self, z: torch.Tensor) -> ModelOutput:
+            return ModelOutput(reconstruction=torch.sigmoid(self.dec(z)))
+
+    config = VAEConfig(input_dim=(784,), latent_dim=LATENT, reconstruction_loss="bce")
+    model = VAE(config, encoder=Encoder(), decoder=Decoder())
+    trainers: dict[int, BaseTrainer] = {}
+
+    def epoch(x: torch.Tensor, batch: int) -> None:
+        if batch not in trainers:
+            options = BaseTrainerConfig(
+                output_dir=tempfile.mkdtemp(),
+                per_device_train_batch_size=batch,
+                learning_rate=lr,
+                num_epochs=1,
+                no_cuda=True,
+            )
+            data = BaseDataset(x, torch.zeros(len(x)))
+            trainers[batch] = BaseTrainer(model, data, training_config=options)
+            trainers[batch].prepare_training()
+        trainers[batch].train_step(1)
+
+    return epoch, model
+
+
 def matmul_ratio(size: int = 1024, repeats: int = 20) -> float:
     """How much faster a bfloat16 matrix product runs than a float32 one, here."""
     times = {}
@@ -144,6 +195,10 @@ def main() -> int:
         }
         if not args.no_pyro:
             variants |= {f"pyro {n}": pyro_svi(n) for n in ("Trace_ELBO", "TraceMeanField_ELBO")}
+        try:
+            variants["pythae"] = pythae_trainer()[0]
+        except ImportError:
+            print("pythae is not installed (pip install -e '.[bench]'): its row is left out")
         rates: dict[str, list[float]] = {name: [] for name in variants}
         for repeat in range(args.repeats + 1):
             names = list(variants) if repeat % 2 else list(reversed(variants))

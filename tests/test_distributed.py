@@ -4,6 +4,8 @@ rank 0 alone writing, resume under two processes, and launch options refused."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,46 @@ def test_launch_options_are_checked_before_any_process_starts(tmp_path: Path) ->
     zero = aevb("train", "--nproc", "0", "--out", "run", cwd=tmp_path)
     assert zero.returncode == 2 and "--nproc" in zero.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+NAN_ON_RANK_ONE = """
+import torch
+from aevb import Trainer, TrainingDiverged, elbo, load_dataset, mlp_vae
+from aevb.training.distributed import join_from_environment, leave, rank_and_size
+
+join_from_environment(torch.device("cpu"))
+rank, _ = rank_and_size()
+torch.manual_seed(0)
+model = mlp_vae(64, 2, (32,))
+
+def objective(model, x, beta=1.0):
+    if rank == 1 and trainer.step == 7:  # this process alone meets a NaN
+        x = x * float("nan")
+    return elbo(model, x, beta=beta)
+
+trainer = Trainer(model, objective=objective, max_epochs=5, progress=False)
+try:
+    trainer.fit(load_dataset("digits-binary").x)
+except TrainingDiverged as error:
+    print(f"rank {rank} stopped at step {trainer.step}: {str(error).splitlines()[0]}")
+leave()
+"""
+
+
+def test_a_nan_on_one_rank_stops_every_rank(tmp_path: Path) -> None:
+    """Rank 1 alone meets a NaN at step 7: both ranks stop at that step with the divergence
+    error (none is left waiting in an all_reduce), before taking the bad step."""
+    script = tmp_path / "nan.py"
+    script.write_text(NAN_ON_RANK_ONE)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
+    result = subprocess.run(
+        [*launcher, "2", str(script)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    lines = sorted(line for line in result.stdout.splitlines() if line.startswith("rank"))
+    assert [line.split(":")[0] for line in lines] == [
+        "rank 0 stopped at step 7",
+        "rank 1 stopped at step 7",
+    ]
+    assert "became nan at epoch 1, step 8" in lines[1]  # the rank that met it
+    assert "became NaN or inf on another process at epoch 1, step 8" in lines[0]

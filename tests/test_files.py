@@ -78,7 +78,12 @@ def test_ctrl_c_during_start_up_exits_quietly_with_130(tmp_path: Path) -> None:
         # a test run started that way would pass the ignoring on to the command
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    time.sleep(1.0)  # in the imports of the command, before any epoch
+    # in the imports of the command (torch's library is being loaded), before any epoch; a
+    # fixed sleep could land in Python's own start-up on a loaded machine, before aevb runs
+    maps = Path(f"/proc/{process.pid}/maps")
+    deadline = time.monotonic() + 60
+    while "libtorch" not in maps.read_text() and time.monotonic() < deadline:
+        time.sleep(0.02)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130

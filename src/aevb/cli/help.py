@@ -78,6 +78,7 @@ EXAMPLES = {
         "aevb train                                   # the default VAE on the bundled digits",
         "aevb train --data digits-binary --likelihood bernoulli --objective iwae --out runs/iwae",
         "aevb train --model m2 --data digits-binary --likelihood bernoulli --num-labelled 100",
+        "aevb train --data big.npy --stream --scale 255 --out runs/big   # rows read from disk",
     ],
     "sample": [
         "aevb sample runs/iwae --num 64 --out samples.png",

@@ -42,7 +42,9 @@ class Dataset:
         return self[rows]
 
     def _rows(self, index: torch.Tensor | slice) -> torch.Tensor:
-        return (torch.arange(len(self)) if self.rows is None else self.rows)[index]
+        # int32 while it fits: of the memory that grows with the rows, this is part
+        dtype = torch.int32 if len(self) < 2**31 else torch.int64
+        return (torch.arange(len(self), dtype=dtype) if self.rows is None else self.rows)[index]
 
     @property
     def in_memory(self) -> torch.Tensor:

@@ -99,6 +99,7 @@ class DiskRows:
         """The rows at ``positions``, still on disk. A block format keeps file order (a
         sequential pass then reads each block once); ``.npy`` keeps the order given."""
         rows = self._file_rows(positions)
+        rows = rows.astype(np.int32 if self.source.num_rows < 2**31 else np.int64)  # 4 B a row
         return DiskRows(self.source, np.sort(rows) if self.blockwise else rows, self.transform)
 
     def map(self, function: Callable[[torch.Tensor], torch.Tensor]) -> DiskRows:
@@ -128,8 +129,13 @@ class DiskRows:
 Rows = torch.Tensor | DiskRows  # data by rows, in memory or on disk
 
 
-def row_chunks(x: Rows, size: int = 8192) -> Iterator[torch.Tensor]:
-    """Consecutive row blocks of ``x`` as tensors: a streaming pass over memory or disk."""
+CHUNK_VALUES = 2**22  # values per chunk of a streaming pass (16 MB of float32)
+
+
+def row_chunks(x: Rows, size: int | None = None) -> Iterator[torch.Tensor]:
+    """Consecutive blocks of ``size`` rows of ``x`` as tensors (``None``: about
+    :data:`CHUNK_VALUES` values each): a streaming pass over memory or disk."""
+    size = size or max(1, CHUNK_VALUES // max(1, x[:1].numel()))
     for begin in range(0, x.shape[0], size):
         yield x[begin : begin + size]
 
@@ -145,7 +151,7 @@ def check_finite(
     """
     bad_rows: list[int] = []
     count, has_nan, begin = 0, False, 0
-    for chunk in row_chunks(x, 65536):
+    for chunk in row_chunks(x):
         if not bool(torch.isfinite(chunk.sum())):  # NaN and inf propagate into the sum
             bad = torch.isinf(chunk) if allow_missing else ~torch.isfinite(chunk)
             count += int(bad.sum())
@@ -165,7 +171,7 @@ def check_finite(
 def value_range(x: Rows) -> tuple[float, float]:
     """The smallest and largest value of ``x``, in one streaming pass."""
     low, high = math.inf, -math.inf
-    for chunk in row_chunks(x, 65536):
+    for chunk in row_chunks(x):
         low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
     return low, high
 

@@ -104,22 +104,31 @@ class NpyRows:
             self.image_shape, self._channels_last = image_shape_of(shape, path.name)
 
     def read(self, rows: np.ndarray) -> np.ndarray:
-        raw = np.empty((len(rows), self.row_bytes), dtype=np.uint8)
-        # one pread per run of consecutive rows
-        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        size = self.row_bytes
+        raw = np.empty((len(rows), size), dtype=np.uint8)
+        view, starts = memoryview(raw.data).cast("B"), rows.tolist()
         with open(self.path, "rb") as file:
-            for first, last in zip(np.r_[0, breaks], np.r_[breaks, len(rows)], strict=True):
-                if first == last:
-                    continue
-                size = (last - first) * self.row_bytes
-                data = os.pread(
-                    file.fileno(), size, self.offset + int(rows[first]) * self.row_bytes
-                )
-                raw[first:last] = np.frombuffer(data, dtype=np.uint8).reshape(last - first, -1)
+            first = 0
+            while first < len(starts):  # one read per run of consecutive rows, into raw
+                last = first + 1
+                while last < len(starts) and starts[last] == starts[last - 1] + 1:
+                    last += 1
+                where = self.offset + starts[first] * size
+                _read_into(file.fileno(), view[first * size : last * size], where, self.path)
+                first = last
         values = raw.view(self.dtype).reshape(len(rows), *self.row_shape)
         if self._channels_last:
             values = np.moveaxis(values, -1, 1)
         return values.reshape(len(rows), -1).astype(np.float32)
+
+
+def _read_into(fd: int, view: memoryview, offset: int, path: Path) -> None:
+    """Fill ``view`` from byte ``offset`` of the file (a long read may come in parts)."""
+    while len(view):
+        done = os.preadv(fd, [view], offset)
+        if done == 0:
+            raise DataError(f"{path} ended early: it was cut while being read; save it again")
+        view, offset = view[done:], offset + done
 
 
 # -- block formats ---------------------------------------------------------------------------

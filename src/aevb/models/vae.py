@@ -193,9 +193,9 @@ def check_data(model: Any, x: Rows, *, rows: torch.Tensor | None = None) -> None
     support = unwrap(px).support
     if support is None:  # a family without a declared support: nothing to check
         return
-    # In chunks of rows (a cache-sized pass each; data on disk are streamed).
+    # In chunks of rows (data on disk are streamed).
     count, first, begin = 0, "", 0
-    for chunk in row_chunks(x, 4096):
+    for chunk in row_chunks(x):
         outside = ~support.check(chunk).reshape(chunk.shape[0], -1)
         if bool(outside.any()):
             if not count:

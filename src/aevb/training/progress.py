@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -66,9 +67,13 @@ def diverged(terms: Any, epoch: int, step: int, run_dir: Path | None) -> str:
         kept = f"the last good checkpoint is {run_dir / 'last.safetensors'}"
     else:
         kept = "no checkpoint was written yet"
+    loss = terms.loss.item()
+    # finite here: another process of a torchrun met the NaN/inf (all stop together)
+    where = " on another process" if math.isfinite(loss) else ""
     return (
-        f"the {bad[0] if bad else 'objective'} became {terms.loss.item()} at epoch {epoch + 1}, "
-        f"step {step + 1}; {kept} (epoch {epoch}), and the model in memory still "
+        f"the {bad[0] if bad else 'objective'} became {loss if not where else 'NaN or inf'}"
+        f"{where} at epoch {epoch + 1}, step {step + 1}; {kept} (epoch {epoch}), and the model "
+        "in memory still "
         "has the parameters from before this step. Try a lower learning rate, "
         "clip_grad_norm, KL warm-up, or a likelihood whose scale is bounded."
     )
