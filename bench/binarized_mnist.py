@@ -62,6 +62,9 @@ PUBLISHED = {  # MISSION.md; issue 16 for the hierarchies
     "hiwae2": 85.32,
     "ladder": None,
     "hvamp": 83.19,
+    "cat20x10": 101.5,  # Jang et al. 2017, Table 1: Gumbel-softmax, 1000-sample bound
+    "bern200": 105.0,  # ibid., 200 Bernoulli latents
+    "gauss20": None,  # the Gaussian VAE of the same networks, 20 latent dimensions
 }
 BASE = {
     "data": {"source": f"binarized-mnist:{DATA}"},
@@ -135,6 +138,20 @@ MODELS["hvamp"] = {
     },
     "train": {"analytic_kl": False, "kl_warmup_epochs": 50, "lr_decay": 0.993},
 }
+# Discrete latents as in Jang et al. (2017): 512-256 ReLU MLPs, temperature annealed from 1
+# to 0.5; no KL warm-up (the KL of 20 categoricals of 10 values is at most 46 nats).
+JANG = {"hidden_dims": [512, 256], "activation": "relu"}
+JANG_TRAIN = {"kl_warmup_epochs": 0, "temperature_rate": 1e-4, "lr_decay": 0.99}
+MODELS["cat20x10"] = {
+    "model": {**JANG, "posterior": "categorical", "latent_dim": 20, "latent_categories": 10,
+              "prior": "uniform"},
+    "train": JANG_TRAIN,
+}  # fmt: skip
+MODELS["bern200"] = {
+    "model": {**JANG, "posterior": "bernoulli", "latent_dim": 200, "prior": "uniform"},
+    "train": JANG_TRAIN,
+}
+MODELS["gauss20"] = {"model": {**JANG, "latent_dim": 20}, "train": JANG_TRAIN}
 WARM_START = {"iwae50": "vae", "hiwae2": "hvae2"}
 
 

@@ -107,3 +107,8 @@ def test_stream_example_runs(tmp_path: Path) -> None:
     shown, elbo = lines[-1].rsplit(" ", 1)
     assert shown == "DiskRows(digits.npy, shape=(1437, 64))"
     assert -60 < float(elbo) < -10  # nats per binary 8x8 digit after 3 epochs
+
+
+def test_discrete_latents_example_runs(tmp_path: Path) -> None:
+    lines = _run_blocks(tmp_path, "CategoricalLatentHead, CategoricalPrior")
+    assert -45 < float(lines[-1]) < -15  # nats per binary 8x8 digit

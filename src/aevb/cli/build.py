@@ -17,6 +17,12 @@ from torch import nn
 from ..errors import ConfigError
 from ..inference.objectives import elbo, iwae_bound
 from ..inference.semi_amortized import semi_amortized_elbo
+from ..models.discrete import (
+    BernoulliLatentHead,
+    BernoulliPrior,
+    CategoricalLatentHead,
+    CategoricalPrior,
+)
 from ..models.flows import PlanarFlowHead
 from ..models.heads import (
     BernoulliHead,
@@ -35,10 +41,11 @@ from ..models.vae import VAE
 from ..nn.conv import ConvDecoder, ConvEncoder
 from ..nn.mlp import ACTIVATIONS, MLP
 from ..nn.utils import out_dim
+from ..training.callbacks import TemperatureSchedule
 from ..training.optimizers import OptimizerFactory, adam
 from ..training.samplers import BatchSampler
 from ..training.trainer import Objective, Trainer
-from .config import ModelConfig, RunConfig, TrainConfig
+from .config import DISCRETE_POSTERIORS, ModelConfig, RunConfig, TrainConfig
 
 LIKELIHOODS: dict[str, Callable[[ModelConfig], Callable[..., nn.Module]]] = {
     "bernoulli": lambda c: BernoulliHead,
@@ -58,12 +65,19 @@ PRIORS: dict[str, Callable[[ModelConfig, int, nn.Module], nn.Module]] = {
     "learned-normal": lambda c, d, e: LearnedNormalPrior(c.latent_dim),
     "mixture": lambda c, d, e: MixturePrior(c.latent_dim, c.prior_components or 10),
     "vamp": lambda c, d, e: VampPrior(e, d, c.prior_components or 500),
+    "uniform": lambda c, d, e: _discrete_prior(c, learned=False),
+    "learned-discrete": lambda c, d, e: _discrete_prior(c, learned=True),
 }
 OBJECTIVES = {"elbo": elbo, "iwae": iwae_bound}
-POSTERIORS: dict[str, Callable[[int, int], nn.Module]] = {
-    "diagonal": NormalHead,
-    "full": FullCovarianceNormalHead,
-    "planar": PlanarFlowHead,
+# (config, hidden size, size of z) -> q(z|x) head
+POSTERIORS: dict[str, Callable[[ModelConfig, int, int], nn.Module]] = {
+    "diagonal": lambda c, i, o: NormalHead(i, o),
+    "full": lambda c, i, o: FullCovarianceNormalHead(i, o),
+    "planar": lambda c, i, o: PlanarFlowHead(i, o),
+    "categorical": lambda c, i, o: CategoricalLatentHead(
+        i, o, c.latent_categories, straight_through=c.straight_through
+    ),
+    "bernoulli": lambda c, i, o: BernoulliLatentHead(i, o, straight_through=c.straight_through),
 }
 OPTIMIZERS: dict[str, OptimizerFactory] = {
     "adam": adam,
@@ -74,6 +88,15 @@ OPTIMIZERS: dict[str, OptimizerFactory] = {
 }
 
 
+def _discrete_prior(config: ModelConfig, *, learned: bool) -> nn.Module:
+    """The uniform (or learned) prior of a categorical or Bernoulli latent; ``latent_dim``
+    is the size of z (variables x categories for categorical latents)."""
+    if config.posterior == "categorical":
+        num_vars = config.latent_dim // config.latent_categories
+        return CategoricalPrior(num_vars, config.latent_categories, learned=learned)
+    return BernoulliPrior(config.latent_dim, learned=learned)
+
+
 def build_model(
     config: ModelConfig, data_dim: int, image_shape: tuple[int, ...] | None = None
 ) -> VAE:
@@ -81,6 +104,10 @@ def build_model(
     (images of ``image_shape`` ``(C, H, W)``, which convolutional bodies need)."""
     activation = ACTIVATIONS[config.activation]
     likelihood = LIKELIHOODS[config.likelihood](config)
+    if config.posterior == "categorical":  # latent_dim variables, one-hot codes of each
+        config = dataclasses.replace(
+            config, latent_dim=config.latent_dim * config.latent_categories
+        )
     encoder_body, decoder_body, z1_size = _bodies(config, data_dim, image_shape)
     config = dataclasses.replace(config, latent_dim=z1_size)
     # (built before the likelihood head: the same initial weights as before hierarchies)
@@ -89,7 +116,7 @@ def build_model(
         spatial = cast(ConvEncoder, encoder_body).projection
         posterior = NormalHead(out_dim(encoder_body), config.latent_dim, projection=spatial)
     else:
-        posterior = POSTERIORS[config.posterior](out_dim(encoder_body), config.latent_dim)
+        posterior = POSTERIORS[config.posterior](config, out_dim(encoder_body), config.latent_dim)
     projection = getattr(decoder_body, "projection", nn.Linear)
     decoder = nn.Sequential(
         decoder_body, likelihood(out_dim(decoder_body), data_dim, projection=projection)
@@ -211,10 +238,13 @@ def build_trainer(
     verbose: bool = False,
 ) -> Trainer:
     """The :class:`aevb.Trainer` of a run: options from ``config.train``; the objective too
-    unless the model kind brings its own (M2, per-example q)."""
+    unless the model kind brings its own (M2, per-example q); discrete latents anneal their
+    relaxation's temperature."""
     train = config.train
     if objective is None:
         objective = build_objective(train)
+    schedule = TemperatureSchedule(train.temperature, train.temperature_min, train.temperature_rate)
+    discrete = config.model.posterior in DISCRETE_POSTERIORS
     return Trainer(
         model,
         objective=objective,
@@ -238,6 +268,7 @@ def build_trainer(
         compile=train.compile,
         device=train.device,
         epoch_metrics=epoch_metrics,
+        callbacks=[schedule] if discrete else [],
     )
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..distributions.discrete import Bernoullis, Categoricals
 from ..errors import ConfigError, DataError
 from ..files import atomic_path
 from ..inference.local import fit_local
@@ -155,9 +156,14 @@ def encode(args: argparse.Namespace) -> int:
     else:
         with torch.no_grad():
             qz = model.encode(x)
+    out = Path(args.out or run.path / "latents.csv")
+    if isinstance(qz, Categoricals | Bernoullis):  # discrete: the probability of each value
+        names = [f"p_{j}" for j in range(model.latent_dim)]
+        _save_array(qz.mean.detach().numpy(), out, header=names)
+        print(f"wrote q(z|x) probabilities of {len(x)} examples to {out}")
+        return 0
     with torch.no_grad():
         table = torch.cat([qz.mean, qz.stddev], dim=1)
-    out = Path(args.out or run.path / "latents.csv")
     names = [f"loc_{j}" for j in range(model.latent_dim)]
     names += [f"scale_{j}" for j in range(model.latent_dim)]
     _save_array(table.numpy(), out, header=names)

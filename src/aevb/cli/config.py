@@ -81,7 +81,9 @@ class ModelConfig:
     prior: str = "standard-normal"
     prior_components: int | None = None  # mixture: 10, vamp: 500 pseudo-inputs
     pseudo_inputs: str = "noise"  # vamp: noise (the paper's N(0.05, 0.01^2)) or data (examples)
-    posterior: str = "diagonal"  # q(z|x): diagonal, full (covariance), planar (flow)
+    posterior: str = "diagonal"  # q(z|x): diagonal, full, planar; categorical, bernoulli
+    latent_categories: int = 10  # categorical latents: values of each of latent_dim variables
+    straight_through: bool = False  # discrete latents: exact codes, relaxed gradients
     likelihood_scale: float = 0.1
     num_categories: int = 256
     likelihood_components: int = 5  # discretized-logistic: logistics per value
@@ -123,6 +125,9 @@ class TrainConfig:
     refine_differentiable: bool = False  # train the encoder through the steps (SA-VAE)
     alpha: float = 1.0  # m2: weight of log q(y|x) on labelled data (paper: 0.1)
     labelled_per_batch: int = 10  # m2: labelled rows added to every minibatch
+    temperature: float = 1.0  # discrete latents: the relaxation's temperature at step 0 ...
+    temperature_min: float = 0.5  # ... annealed to this minimum
+    temperature_rate: float = 1e-4  # ... as exp(-rate * step) (Jang et al. 2017)
 
     @property
     def max_seconds(self) -> float | None:
@@ -154,9 +159,11 @@ LIKELIHOODS = (
 BODIES = ("mlp", "conv", "resnet")
 NORMS = ("none", "batch", "group", "layer")
 HIERARCHIES = ("bottom-up", "ladder")
-PRIORS = ("standard-normal", "learned-normal", "mixture", "vamp")
+PRIORS = ("standard-normal", "learned-normal", "mixture", "vamp", "uniform", "learned-discrete")
+DISCRETE_PRIORS = ("uniform", "learned-discrete")
 OBJECTIVES = ("elbo", "iwae")
-POSTERIORS = ("diagonal", "full", "planar")
+POSTERIORS = ("diagonal", "full", "planar", "categorical", "bernoulli")
+DISCRETE_POSTERIORS = ("categorical", "bernoulli")
 INFERENCE = ("amortized", "mean-field")
 KINDS = ("vae", "m2", "cvae")
 OPTIMIZERS = ("adam", "adamw", "adamax", "rmsprop", "sgd")
@@ -221,7 +228,27 @@ def _check_combinations(config: RunConfig, where: str) -> None:
     """Options of different sections that contradict each other, refused with the reason."""
     model, train = config.model, config.train
     layers = bool(model.latent_layers)
+    discrete = model.posterior in DISCRETE_POSTERIORS
     rules = [
+        (
+            discrete != (model.prior in DISCRETE_PRIORS),
+            f"posterior = {model.posterior!r} needs a prior of its own family: discrete latents "
+            "(categorical, bernoulli) take prior = 'uniform' or 'learned-discrete', Gaussian "
+            "ones the others",
+        ),
+        (
+            discrete
+            and (
+                model.kind != "vae"
+                or bool(model.latent_layers)
+                or model.spatial_latents
+                or train.objective != "elbo"
+                or not train.analytic_kl
+                or train.inference != "amortized"
+            ),
+            "discrete latents train a plain VAE by the ELBO with its exact KL: kind = 'vae', "
+            "objective = 'elbo', analytic_kl = true, amortized inference, one flat latent layer",
+        ),
         (
             config.data.stream and (model.kind != "vae" or train.inference != "amortized"),
             "stream = true reads the rows from disk a batch at a time for amortized VAEs; "
@@ -364,6 +391,8 @@ def _check_ranges(config: Any, where: str) -> None:
         "local_lr",
         "local_steps",
         "refine_lr",
+        "temperature",
+        "temperature_min",
     )
     for key in positive:
         value = getattr(config, key, 1)
@@ -377,6 +406,7 @@ def _check_ranges(config: Any, where: str) -> None:
         "test_fraction",
         "snapshot_every",
         "alpha",
+        "temperature_rate",
     )
     for key in nonnegative:  # (written so that NaN fails too)
         if hasattr(config, key) and not getattr(config, key) >= 0:
@@ -386,8 +416,9 @@ def _check_ranges(config: Any, where: str) -> None:
             f"{where}: valid_fraction + test_fraction must be below 1 (some rows must train), "
             f"got {config.valid_fraction} + {config.test_fraction}"
         )
-    if isinstance(config, ModelConfig) and config.num_categories < 2:
-        raise ConfigError(f"{where}: num_categories must be >= 2, got {config.num_categories}")
+    for key in ("num_categories", "latent_categories"):
+        if isinstance(config, ModelConfig) and getattr(config, key) < 2:
+            raise ConfigError(f"{where}: {key} must be >= 2, got {getattr(config, key)}")
     if isinstance(config, ModelConfig):
         for key in ("hidden_dims", "channels", "latent_layers", "layer_hidden_dims"):
             widths = getattr(config, key) or ()

@@ -30,10 +30,14 @@ HELP = {
     "latent_layers": "sizes of further latent layers z_2..z_L above z_1, e.g. 50 (none: one layer)",
     "layer_hidden_dims": "hierarchies: widths of the MLPs between latent layers",
     "hierarchy": "hierarchies: bottom-up inference (IWAE 2-layer) or ladder (top-down)",
-    "prior": "p(z): standard normal, learned normal, mixture of Gaussians, VampPrior",
+    "prior": "p(z): standard normal, learned normal, mixture of Gaussians, VampPrior; for "
+    "discrete latents uniform or learned-discrete",
     "prior_components": "mixture components (10) or VampPrior pseudo-inputs (500)",
     "pseudo_inputs": "vamp: start the pseudo-inputs at noise or at random training examples",
-    "posterior": "q(z|x): diagonal Gaussian, full-covariance Gaussian, or planar flow",
+    "posterior": "q(z|x): diagonal Gaussian, full-covariance Gaussian, planar flow; or discrete: "
+    "categorical (latent_dim variables of latent_categories values), bernoulli (latent_dim bits)",
+    "latent_categories": "categorical latents: values of each variable (one-hot codes)",
+    "straight_through": "discrete latents: train on exact codes with the relaxed gradient",
     "likelihood_scale": "normal-fixed: the fixed standard deviation of p(x|z)",
     "num_categories": "categorical: values per dimension (0 .. num_categories - 1); "
     "discretized-logistic: levels per value in [0, 1]",
@@ -70,6 +74,9 @@ HELP = {
     "refine_differentiable": "semi-amortized: train the encoder through the steps (SA-VAE)",
     "alpha": "m2: weight of log q(y|x) on labelled rows (the paper's alpha / N)",
     "labelled_per_batch": "m2: labelled rows added to every minibatch",
+    "temperature": "discrete latents: the Gumbel-softmax temperature at the first step",
+    "temperature_min": "discrete latents: the temperature is annealed down to this",
+    "temperature_rate": "discrete latents: temperature = max(min, start * exp(-rate * step))",
 }
 
 # Runnable examples that end each subcommand's --help.
@@ -79,6 +86,8 @@ EXAMPLES = {
         "aevb train --data digits-binary --likelihood bernoulli --objective iwae --out runs/iwae",
         "aevb train --model m2 --data digits-binary --likelihood bernoulli --num-labelled 100",
         "aevb train --data big.npy --stream --scale 255 --out runs/big   # rows read from disk",
+        "aevb train --data digits-binary --likelihood bernoulli --posterior categorical "
+        "--latent-dim 20 --latent-categories 10 --prior uniform",
     ],
     "sample": [
         "aevb sample runs/iwae --num 64 --out samples.png",

@@ -7,10 +7,11 @@ tensor of just the rows asked for, so resident memory does not grow with the fil
 
 Sources (``load_dataset(path, stream=True)``, ``aevb train --stream``):
 
-- ``.npy`` (:class:`~aevb.data.sources.NpyRows`): each row read with ``os.pread`` at its
-  offset. Not ``mmap``: the pages of a memory map count in the process's resident memory
-  once touched, so one epoch over a large file would grow it by the file's size; pread
-  bytes pass through the kernel's page cache, which the system reclaims.
+- ``.npy`` (:class:`~aevb.data.sources.NpyRows`): each run of consecutive rows read with
+  ``os.preadv`` into the batch. Not ``mmap``: the pages of a memory map count in the
+  process's resident memory once touched, so one epoch over a large file would grow it by
+  the file's size; bytes read pass through the kernel's page cache, which the system
+  reclaims.
 - Parquet, one file or a folder of part files (:class:`~aevb.data.sources.ParquetRows`): a
   block is a row group.
 - CSV (:class:`~aevb.data.sources.CsvRows`): a first pass notes the byte offset of every
@@ -38,13 +39,13 @@ from .sources import WINDOW, RowSource, open_source
 
 
 class DiskRows:
-    """``(n, data_dim)`` float32 rows of a :class:`RowSource`, read on indexing.
+    """``(n, data_dim)`` rows of a :class:`~aevb.data.sources.RowSource`, read on indexing.
 
     ``rows`` maps this object's positions to file rows (``None``: all, in file order);
-    ``transform`` is applied to every tensor read (scaling, binarizing, a dtype).
+    ``transform`` is applied to every tensor read (scaling, binarizing), which then has
+    ``dtype``.
     """
 
-    dtype = torch.float32
     device = torch.device("cpu")
     ndim = 2
 
@@ -53,8 +54,9 @@ class DiskRows:
         source: RowSource,
         rows: np.ndarray | None = None,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
-        self.source, self.rows, self.transform = source, rows, transform
+        self.source, self.rows, self.transform, self.dtype = source, rows, transform, dtype
 
     @property
     def shape(self) -> torch.Size:
@@ -93,23 +95,25 @@ class DiskRows:
         values = np.empty((len(rows), self.source.data_dim), dtype=np.float32)
         values[order] = self.source.read(rows[order])
         x = torch.from_numpy(values)
-        return x if self.transform is None else self.transform(x)
+        return (x if self.transform is None else self.transform(x)).to(self.dtype)
 
     def subset(self, positions: torch.Tensor | np.ndarray) -> DiskRows:
         """The rows at ``positions``, still on disk. A block format keeps file order (a
         sequential pass then reads each block once); ``.npy`` keeps the order given."""
         rows = self._file_rows(positions)
         rows = rows.astype(np.int32 if self.source.num_rows < 2**31 else np.int64)  # 4 B a row
-        return DiskRows(self.source, np.sort(rows) if self.blockwise else rows, self.transform)
+        rows = np.sort(rows) if self.blockwise else rows
+        return DiskRows(self.source, rows, self.transform, self.dtype)
 
     def map(self, function: Callable[[torch.Tensor], torch.Tensor]) -> DiskRows:
         """These rows with ``function`` applied to every tensor read (after any earlier one)."""
         first = self.transform
         combined = function if first is None else (lambda x: function(first(x)))
-        return DiskRows(self.source, self.rows, combined)
+        return DiskRows(self.source, self.rows, combined, self.dtype)
 
     def to(self, dtype: torch.dtype) -> DiskRows:
-        return self if dtype == self.dtype else self.map(lambda x: x.to(dtype))
+        """These rows, read as ``dtype``."""
+        return DiskRows(self.source, self.rows, self.transform, dtype)
 
     def order(self, generator: torch.Generator) -> torch.Tensor:
         """A new random order of the positions for one epoch: uniform for ``.npy``; for a
@@ -149,21 +153,22 @@ def check_finite(
     ``allow_missing=True`` (likelihoods that mask missing entries) lets NaN through;
     ``rows``: the numbers to name the rows by (e.g. their rows in the file, for a split).
     """
-    bad_rows: list[int] = []
-    count, has_nan, begin = 0, False, 0
+    shown: list[int] = []  # the first few bad rows, by their numbers
+    count, num_rows, has_nan, begin = 0, 0, False, 0
     for chunk in row_chunks(x):
         if not bool(torch.isfinite(chunk.sum())):  # NaN and inf propagate into the sum
             bad = torch.isinf(chunk) if allow_missing else ~torch.isfinite(chunk)
             count += int(bad.sum())
             has_nan |= not allow_missing and bool(torch.isnan(chunk).any())
             found = bad.reshape(chunk.shape[0], -1).any(-1).nonzero().flatten() + begin
-            bad_rows += (found if rows is None else rows[found]).tolist()
+            shown += (found if rows is None else rows[found])[: 5 - len(shown)].tolist()
+            num_rows += len(found)
         begin += chunk.shape[0]
     if count:
         kind = "NaN" if has_nan else "infinite"
-        shown = ", ".join(map(str, bad_rows[:5])) + (", ..." if len(bad_rows) > 5 else "")
+        listed = ", ".join(map(str, shown)) + (", ..." if num_rows > len(shown) else "")
         raise DataError(
-            f"{name} has {count} {kind} entries in {len(bad_rows)} rows (rows {shown}): "
+            f"{name} has {count} {kind} entries in {num_rows} rows (rows {listed}): "
             "remove those rows or impute the missing values before training"
         )
 

@@ -1,6 +1,7 @@
 """Models: heads (hidden -> Distribution), priors (() -> Distribution), and the models that
 compose them (VAE, M2 / conditional VAE, per-example q)."""
 
+from .discrete import BernoulliLatentHead, BernoulliPrior, CategoricalLatentHead, CategoricalPrior
 from .flows import PlanarFlowHead
 from .heads import (
     BernoulliHead,
@@ -23,8 +24,12 @@ __all__ = [
     "UNLABELLED",
     "VAE",
     "BernoulliHead",
+    "BernoulliLatentHead",
+    "BernoulliPrior",
     "BottomUpEncoder",
     "CategoricalHead",
+    "CategoricalLatentHead",
+    "CategoricalPrior",
     "ColumnsHead",
     "ContinuousBernoulliHead",
     "DiscretizedLogisticHead",

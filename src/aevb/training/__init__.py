@@ -1,6 +1,6 @@
 """The one Trainer, its batch samplers and callbacks, checkpoints, and recipes over it."""
 
-from .callbacks import LatentSnapshots
+from .callbacks import LatentSnapshots, TemperatureSchedule
 from .checkpoint import load_weights, save_weights
 from .recipes import fit_mean_field, fit_semi_supervised
 from .samplers import BatchSampler, LabelledMix, Shuffled
@@ -11,6 +11,7 @@ __all__ = [
     "LabelledMix",
     "LatentSnapshots",
     "Shuffled",
+    "TemperatureSchedule",
     "Trainer",
     "fit_mean_field",
     "fit_semi_supervised",

@@ -3,11 +3,13 @@ optimizer step."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import torch
 
+from ..errors import ConfigError
 from ..evaluation.metrics import encode_means
 from ..models.vae import VAE
 from .checkpoint import load_tensors, save_tensors
@@ -59,3 +61,27 @@ class LatentSnapshots:
         self.means = list(tensors["means"].unbind(0))
         self.steps = tensors["steps"].tolist()
         return self
+
+
+class TemperatureSchedule:
+    """Anneal the relaxation temperature of discrete latent heads during training:
+    tau = max(``minimum``, ``start`` * exp(-``rate`` * step)) (Jang et al. 2017 anneal from 1
+    to 0.5 with rate 1e-5 to 1e-4, every 1,000 steps; here every step). Sets ``temperature``
+    on every part of the model that has one (:mod:`aevb.models.discrete`); a function of the
+    step alone, so a resumed run anneals as an uninterrupted one."""
+
+    def __init__(self, start: float = 1.0, minimum: float = 0.5, rate: float = 1e-4) -> None:
+        if not (start > 0 and 0 < minimum <= start and rate >= 0):
+            raise ConfigError(
+                f"need start >= minimum > 0 and rate >= 0, got {start}, {minimum}, {rate}"
+            )
+        self.start, self.minimum, self.rate = start, minimum, rate
+
+    def temperature(self, step: int) -> float:
+        return max(self.minimum, self.start * math.exp(-self.rate * step))
+
+    def __call__(self, trainer: Trainer) -> None:
+        tau = self.temperature(trainer.step)
+        for module in trainer.model.modules():
+            if isinstance(getattr(module, "temperature", None), float):
+                setattr(module, "temperature", tau)  # noqa: B010 (any part that has one)

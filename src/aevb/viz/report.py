@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..data.dataset import Dataset
+from ..distributions.discrete import Bernoullis, Categoricals
 from ..errors import ConfigError
 from ..evaluation.metrics import active_units, encode_means, kl_per_dimension
 from ..files import write_text
@@ -74,7 +75,9 @@ def draw_figures(
         drawn["latent-animation"] = animate_latent(
             list(saved["means"]), saved["steps"].tolist(), snapshot_labels, path["latent-animation"]
         )
-    if images and "prior-grid" in wanted:
+    # walks through z-space: for Gaussian latents (discrete codes have no path between them)
+    continuous = not isinstance(model.prior(), Categoricals | Bernoullis)
+    if images and "prior-grid" in wanted and continuous:
         drawn["prior-grid"] = plot_prior_grid(model, shape, path["prior-grid"])
     if images and "samples" in wanted:
         samples = model.sample(64, mean=True)
@@ -85,7 +88,7 @@ def draw_figures(
         drawn["reconstructions"] = save_image_grid(
             pairs, shape, path["reconstructions"], num_columns=8
         )
-    if images and "interpolations" in wanted and len(x) >= 2:
+    if images and "interpolations" in wanted and len(x) >= 2 and continuous:
         rows = min(8, len(x) // 2)
         drawn["interpolations"] = plot_interpolations(
             model, x[:rows], x[rows : 2 * rows], shape, path["interpolations"]
