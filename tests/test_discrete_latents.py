@@ -23,7 +23,12 @@ from aevb import (
     CategoricalLatentHead,
     CategoricalPrior,
     Categoricals,
+    Concatenated,
+    ConcatenatedHead,
+    ConcatenatedPrior,
     ConfigError,
+    NormalHead,
+    StandardNormalPrior,
     TemperatureSchedule,
     Trainer,
     evaluate,
@@ -207,3 +212,34 @@ def test_discrete_latents_from_the_command_line(tmp_path) -> None:
         bad = aevb("train", *options, *extra, "--out", tmp_path / "bad")
         assert bad.returncode == 2 and message in bad.stderr, (message, bad.stderr)
         assert not (tmp_path / "bad").exists()
+
+
+def test_mixed_latents_against_quadrature_and_enumeration() -> None:
+    """z = [a Gaussian coordinate, one bit]: log p(x) = log sum_b int p(z_g) p(b) p(x|z_g, b)
+    dz_g by Gauss-Hermite quadrature (80 nodes) and enumeration of b, against IS log p(x) with
+    the product q; the product's KL is the sum of its blocks' closed forms."""
+    from numpy.polynomial.hermite_e import hermegauss
+
+    torch.manual_seed(0)
+    head = ConcatenatedHead(16, [(NormalHead, 1), (BernoulliLatentHead, 1)])
+    prior = ConcatenatedPrior([StandardNormalPrior(1), BernoulliPrior(1, probs=0.4)])
+    encoder = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), head)
+    decoder = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), BernoulliHead(16, 6))
+    model = VAE(encoder, decoder, prior).eval()
+    x = (torch.rand(4, 6) < 0.5).float()
+    nodes, weights = (torch.as_tensor(a, dtype=torch.float32) for a in hermegauss(80))
+    log_terms = []
+    for bit, p_bit in ((0.0, 0.6), (1.0, 0.4)):
+        z = torch.stack([nodes, torch.full_like(nodes, bit)], -1)  # (80, 2)
+        with torch.no_grad():
+            log_lik = decoder(z[:, None]).log_prob(x)  # (80, 4)
+        # int N(z; 0, 1) f(z) dz = sum_i w_i f(z_i) / sqrt(2 pi) for the HermiteE weights
+        log_w = (weights / math.sqrt(2 * math.pi)).log()[:, None] + math.log(p_bit)
+        log_terms.append(log_lik + log_w)
+    exact = torch.cat(log_terms).logsumexp(0)
+    estimate = log_px(model, x, k=4000)
+    assert torch.all((estimate.log_px - exact).abs() < 5 * estimate.stderr + 1e-3)
+    qz = model.encode(x)
+    assert isinstance(qz, Concatenated) and qz.event_shape == (2,)
+    blocks = [kl(a, b) for a, b in zip(qz.parts, model.prior().parts, strict=True)]
+    torch.testing.assert_close(kl(qz, model.prior()), blocks[0] + blocks[1])

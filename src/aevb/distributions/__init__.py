@@ -5,6 +5,7 @@ The lowest layer: everything else passes these around; they import only aevb.err
 
 from .chain import MarkovChain
 from .columns import FAMILIES, Columns
+from .concat import Concatenated
 from .core import ValueCategorical, detach
 from .discrete import Bernoullis, Categoricals
 from .discretized import DiscretizedLogisticMixture
@@ -16,6 +17,7 @@ __all__ = [
     "Bernoullis",
     "Categoricals",
     "Columns",
+    "Concatenated",
     "DiscretizedLogisticMixture",
     "MarkovChain",
     "PlanarFlowNormal",

@@ -1,7 +1,14 @@
 """Models: heads (hidden -> Distribution), priors (() -> Distribution), and the models that
 compose them (VAE, M2 / conditional VAE, per-example q)."""
 
-from .discrete import BernoulliLatentHead, BernoulliPrior, CategoricalLatentHead, CategoricalPrior
+from .discrete import (
+    BernoulliLatentHead,
+    BernoulliPrior,
+    CategoricalLatentHead,
+    CategoricalPrior,
+    ConcatenatedHead,
+    ConcatenatedPrior,
+)
 from .flows import PlanarFlowHead
 from .heads import (
     BernoulliHead,
@@ -31,6 +38,8 @@ __all__ = [
     "CategoricalLatentHead",
     "CategoricalPrior",
     "ColumnsHead",
+    "ConcatenatedHead",
+    "ConcatenatedPrior",
     "ContinuousBernoulliHead",
     "DiscretizedLogisticHead",
     "FullCovarianceNormalHead",

@@ -1,5 +1,7 @@
 """Discrete latent variables: q(z|x) heads and priors over categorical and Bernoulli latents
-(:mod:`aevb.distributions.discrete`), for the one :class:`aevb.VAE` and its objectives.
+(:mod:`aevb.distributions.discrete`), for the one :class:`aevb.VAE` and its objectives; and
+latents of mixed families, blocks side by side (:class:`ConcatenatedHead`,
+:class:`ConcatenatedPrior`, :mod:`aevb.distributions.concat`).
 
 A categorical VAE as in Jang et al. (2017), 20 variables of 10 categories (a 200-value z)::
 
@@ -19,10 +21,12 @@ p(x) and the figures are those of the discrete model, with no relaxation at test
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
+from ..distributions.concat import Concatenated
 from ..distributions.discrete import Bernoullis, Categoricals
 from ..errors import ConfigError
 from .heads import Projection
@@ -143,3 +147,28 @@ class BernoulliPrior(nn.Module):
 
     def forward(self) -> Bernoullis:
         return Bernoullis(self.logits, hard=True)
+
+
+class ConcatenatedHead(nn.Module):
+    """q(z|x) of independent blocks of different families from one hidden ``h``: ``parts``
+    are ``(head factory, block size)`` pairs, e.g. ``[(NormalHead, 10),
+    (functools.partial(CategoricalLatentHead, num_categories=10), 10)]`` for a 10-d Gaussian
+    style beside one 10-valued categorical variable (z of 20 values)."""
+
+    def __init__(self, in_dim: int, parts: Sequence[tuple[Callable[..., nn.Module], int]]) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList([factory(in_dim, size) for factory, size in parts])
+
+    def forward(self, h: torch.Tensor) -> Concatenated:
+        return Concatenated([head(h) for head in self.heads])
+
+
+class ConcatenatedPrior(nn.Module):
+    """p(z) of independent blocks, one prior each, in the order of the q head's blocks."""
+
+    def __init__(self, priors: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.priors = nn.ModuleList(priors)
+
+    def forward(self) -> Concatenated:
+        return Concatenated([prior() for prior in self.priors])
