@@ -197,6 +197,7 @@ def test_discrete_latents_from_the_command_line(tmp_path) -> None:
     assert probs.shape[1] == 20  # q(z|x) probabilities of 5 variables x 4 values
     assert torch.allclose(probs.unflatten(-1, (5, 4)).sum(-1), torch.ones(1), atol=1e-5)
     refused = {
+        "must not exceed": [*discrete, "--prior", "uniform", "--temperature-min", "2"],
         "prior = 'uniform'": [*discrete],  # a Gaussian prior for discrete latents
         "objective = 'elbo'": [*discrete, "--prior", "uniform", "--objective", "iwae"],
         "temperature must be positive": [*discrete, "--prior", "uniform", "--temperature", "0"],

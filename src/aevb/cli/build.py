@@ -243,8 +243,10 @@ def build_trainer(
     train = config.train
     if objective is None:
         objective = build_objective(train)
-    schedule = TemperatureSchedule(train.temperature, train.temperature_min, train.temperature_rate)
-    discrete = config.model.posterior in DISCRETE_POSTERIORS
+    callbacks = []
+    if config.model.posterior in DISCRETE_POSTERIORS:
+        temperatures = (train.temperature, train.temperature_min, train.temperature_rate)
+        callbacks.append(TemperatureSchedule(*temperatures))
     return Trainer(
         model,
         objective=objective,
@@ -268,7 +270,7 @@ def build_trainer(
         compile=train.compile,
         device=train.device,
         epoch_metrics=epoch_metrics,
-        callbacks=[schedule] if discrete else [],
+        callbacks=callbacks,
     )
 
 

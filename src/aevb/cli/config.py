@@ -231,6 +231,11 @@ def _check_combinations(config: RunConfig, where: str) -> None:
     discrete = model.posterior in DISCRETE_POSTERIORS
     rules = [
         (
+            train.temperature_min > train.temperature,
+            f"temperature_min ({train.temperature_min}) must not exceed the starting "
+            f"temperature ({train.temperature}): the schedule anneals downwards",
+        ),
+        (
             discrete != (model.prior in DISCRETE_PRIORS),
             f"posterior = {model.posterior!r} needs a prior of its own family: discrete latents "
             "(categorical, bernoulli) take prior = 'uniform' or 'learned-discrete', Gaussian "
