@@ -11,16 +11,19 @@ from .discrete import Bernoullis, Categoricals
 from .discretized import DiscretizedLogisticMixture
 from .kl import has_closed_form, kl, kl_per_dim, kl_per_layer
 from .planar import PlanarFlowNormal
+from .quantized import Codes, Quantized
 
 __all__ = [
     "FAMILIES",
     "Bernoullis",
     "Categoricals",
+    "Codes",
     "Columns",
     "Concatenated",
     "DiscretizedLogisticMixture",
     "MarkovChain",
     "PlanarFlowNormal",
+    "Quantized",
     "ValueCategorical",
     "detach",
     "has_closed_form",

@@ -1,6 +1,7 @@
 """Evaluation in nats: ELBO terms, importance-sampled log p(x), ELBO surgery, active units,
 and the inference gaps."""
 
+from .codes import code_indices, code_usage
 from .gaps import inference_gaps
 from .metrics import (
     LogPx,
@@ -20,6 +21,8 @@ __all__ = [
     "Surgery",
     "active_units",
     "bits_per_dim",
+    "code_indices",
+    "code_usage",
     "elbo_surgery",
     "encode_means",
     "evaluate",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,8 @@ from ..nn.utils import device_of
 from .surgery import elbo_surgery
 
 
-def _batches(model: VAE, x: Rows, batch_size: int):
+def batches(model: VAE, x: Rows, batch_size: int) -> Iterator[torch.Tensor]:
+    """``x`` in consecutive batches of ``batch_size`` rows, on the model's device."""
     device = device_of(model)
     for begin in range(0, x.shape[0], batch_size):
         yield x[begin : begin + batch_size].to(device)
@@ -50,7 +51,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64)
-    for batch in _batches(model, x, batch_size):
+    for batch in batches(model, x, batch_size):
         terms = objective(model, batch)
         totals += torch.stack([terms.elbo.sum(), terms.log_px_z.sum(), terms.kl.sum()]).cpu()
     model.train(was_training)
@@ -61,7 +62,7 @@ def evaluate(
 @torch.no_grad()
 def encode_means(model: VAE, x: Rows, batch_size: int = 1000) -> torch.Tensor:
     """Posterior means E_q[z|x], ``(n, latent_dim)``: the codes of the data."""
-    parts = [model.encode(batch).mean.cpu() for batch in _batches(model, x, batch_size)]
+    parts = [model.encode(batch).mean.cpu() for batch in batches(model, x, batch_size)]
     return torch.cat(parts)
 
 
@@ -89,7 +90,7 @@ def kl_per_dimension(
     ``None`` when q or p does not factorize over dimensions (e.g. a mixture prior).
     """
     total: torch.Tensor | None = None
-    for batch in _batches(model, x, batch_size):
+    for batch in batches(model, x, batch_size):
         qz, pz = model.encode(batch), model.prior()
         per_dim = kl_per_dim(qz, pz, qz.sample((num_samples,)))
         if per_dim is None:
@@ -118,7 +119,7 @@ def layer_summary(
     if sizes is None or len(sizes) < 2:
         return None
     total = torch.zeros(len(sizes), dtype=torch.float64)
-    for batch in _batches(model, x, 1000):
+    for batch in batches(model, x, 1000):
         qz, pz = model.encode(batch), model.prior()
         per_layer = kl_per_layer(qz, pz, qz.sample((num_samples,)))
         assert per_layer is not None
@@ -224,7 +225,7 @@ def log_px(
         leave=False,
         disable=None if progress else True,  # None: no bar when not a terminal
     )
-    for begin, batch in enumerate(_batches(model, x, batch_size)):
+    for begin, batch in enumerate(batches(model, x, batch_size)):
         bar.update(batch.shape[0])
         rows = slice(begin * batch_size, begin * batch_size + batch.shape[0])
         qz, pz = (proposal(rows) if proposal else model.encode(batch)), model.prior()

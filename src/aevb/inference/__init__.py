@@ -2,7 +2,15 @@
 per-example q fitted with the decoder frozen."""
 
 from .local import LOCAL_FAMILIES, LocalPosterior, fit_local, local_elbo, per_example_elbo, refine
-from .objectives import ELBOTerms, LatentVariableModel, elbo, iwae_bound, linear_warmup
+from .objectives import (
+    ELBOTerms,
+    LatentVariableModel,
+    VQTerms,
+    elbo,
+    iwae_bound,
+    linear_warmup,
+    vq_elbo,
+)
 from .semi_amortized import semi_amortized_elbo
 from .semisupervised import SemiSupervisedTerms, semi_supervised_objective
 
@@ -12,6 +20,7 @@ __all__ = [
     "LatentVariableModel",
     "LocalPosterior",
     "SemiSupervisedTerms",
+    "VQTerms",
     "elbo",
     "fit_local",
     "iwae_bound",
@@ -21,4 +30,5 @@ __all__ = [
     "refine",
     "semi_amortized_elbo",
     "semi_supervised_objective",
+    "vq_elbo",
 ]

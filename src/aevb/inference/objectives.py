@@ -20,6 +20,7 @@ from torch.distributions import Distribution
 
 from ..distributions.core import detach
 from ..distributions.kl import kl, kl_groups
+from ..distributions.quantized import Quantized
 from ..errors import ConfigError
 
 
@@ -129,6 +130,63 @@ def elbo(
         penalty = kl_value.mean().clamp(min=threshold) if free_bits > 0 else kl_value.mean()
     surrogate = log_px_z.mean() - beta * penalty
     return ELBOTerms(log_px_z - kl_value, log_px_z, kl_value, surrogate)
+
+
+@dataclass(frozen=True)
+class VQTerms(ELBOTerms):
+    """:class:`ELBOTerms` of a VQ-VAE, plus ``commitment`` ``(B,)``: |z_e - sg(z_q)|^2."""
+
+    commitment: torch.Tensor
+
+    descriptions: ClassVar[dict[str, str]] = {
+        **ELBOTerms.descriptions,
+        "commitment": "commitment term |z_e - sg(z_q)|^2",
+    }
+
+    def per_example(self) -> dict[str, torch.Tensor]:
+        return {**super().per_example(), "commitment": self.commitment}
+
+
+def vq_elbo(
+    model: LatentVariableModel,
+    x: torch.Tensor,
+    *,
+    beta: float = 1.0,
+    commitment: float = 0.25,
+) -> VQTerms:
+    """The VQ-VAE objective (van den Oord et al. 2017, eq. 3) around its bound.
+
+    q(z|x) is a point mass at the quantized codes z_q (:class:`aevb.distributions.quantized.
+    Quantized`), so the ELBO is log p(x|z_q) + log p(z_q) <= log p(x). The surrogate adds the
+    codebook loss |sg(z_e) - z_q|^2 (no gradient reaches a codebook kept by moving averages)
+    and ``commitment`` times |z_e - sg(z_q)|^2; the decoder's gradient reaches the encoder
+    straight through the quantization.
+
+    Args:
+        beta: weight of -log p(z_q), which trains a learned prior over the codes alongside.
+        commitment: weight of the commitment term (0.25 in the paper).
+
+    Returns:
+        :class:`VQTerms`, ``(B,)`` each, and the scalar ``surrogate``.
+    """
+    qz = model.encode(x)
+    if not isinstance(qz, Quantized):
+        raise ConfigError(
+            f"vq_elbo needs a VQ head (its q(z|x) is Quantized), got {type(qz).__name__}: "
+            "use elbo or iwae_bound for this model"
+        )
+    if not commitment >= 0:
+        raise ConfigError(f"commitment must be >= 0, got {commitment}")
+    log_px_z = model.decode(qz.rsample()).log_prob(x)
+    kl_value = kl(qz, model.prior())
+    commit = qz.commitment
+    surrogate = (
+        log_px_z.mean()
+        - beta * kl_value.mean()
+        - qz.codebook_loss.mean()
+        - commitment * commit.mean()
+    )
+    return VQTerms(log_px_z - kl_value, log_px_z, kl_value, surrogate, commit.detach())
 
 
 IWAE_GRADIENTS = ("standard", "stl", "dreg")

@@ -24,6 +24,7 @@ from .heads import (
 from .hierarchy import BottomUpEncoder, LadderEncoder, TopDownPrior, hierarchical_vae
 from .per_example import PerExampleVAE
 from .priors import LearnedNormalPrior, MixturePrior, StandardNormalPrior, VampPrior
+from .quantized import Codebook, CodePrior, CodeTransformer, VQHead
 from .semisupervised import UNLABELLED, M1Features, SemiSupervisedVAE, mlp_m2
 from .vae import VAE, mlp_vae
 
@@ -37,6 +38,9 @@ __all__ = [
     "CategoricalHead",
     "CategoricalLatentHead",
     "CategoricalPrior",
+    "CodePrior",
+    "CodeTransformer",
+    "Codebook",
     "ColumnsHead",
     "ConcatenatedHead",
     "ConcatenatedPrior",
@@ -55,6 +59,7 @@ __all__ = [
     "SemiSupervisedVAE",
     "StandardNormalPrior",
     "TopDownPrior",
+    "VQHead",
     "VampPrior",
     "hierarchical_vae",
     "mlp_m2",

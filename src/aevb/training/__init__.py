@@ -2,7 +2,7 @@
 
 from .callbacks import LatentSnapshots, TemperatureSchedule
 from .checkpoint import load_weights, save_weights
-from .recipes import fit_mean_field, fit_semi_supervised
+from .recipes import fit_code_prior, fit_mean_field, fit_semi_supervised
 from .samplers import BatchSampler, LabelledMix, Shuffled
 from .trainer import Trainer
 
@@ -13,6 +13,7 @@ __all__ = [
     "Shuffled",
     "TemperatureSchedule",
     "Trainer",
+    "fit_code_prior",
     "fit_mean_field",
     "fit_semi_supervised",
     "load_weights",

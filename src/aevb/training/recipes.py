@@ -3,22 +3,29 @@
 - :func:`fit_semi_supervised`: M2 and the conditional VAE (Kingma et al. 2014) with the M2
   objective and minibatches that mix labelled and unlabelled rows (:class:`LabelledMix`);
 - :func:`fit_mean_field`: variational EM with a free q_i per example (seed 003), a
-  :class:`aevb.PerExampleVAE` around the decoder, fitted with :func:`per_example_elbo`.
+  :class:`aevb.PerExampleVAE` around the decoder, fitted with :func:`per_example_elbo`;
+- :func:`fit_code_prior`: the autoregressive prior of a VQ-VAE refitted to the codes of its
+  training set.
 
-Both are a few lines over ``Trainer(...).fit(...)``; use the Trainer directly for run
+Each is a few lines over ``Trainer(...).fit(...)``; use the Trainer directly for run
 folders, resume or callbacks.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
+from ..data.ondisk import Rows
+from ..errors import ConfigError
+from ..evaluation.codes import code_indices
 from ..inference.local import LocalPosterior, per_example_elbo
 from ..inference.semisupervised import semi_supervised_objective
 from ..models.per_example import PerExampleVAE
+from ..models.quantized import CodePrior, CodeTransformer
 from ..models.semisupervised import UNLABELLED, SemiSupervisedVAE, error_rate
 from ..models.vae import VAE
 from ..nn.utils import device_of
@@ -159,3 +166,77 @@ def fit_mean_field(
     q = local.posterior()
     params = {name: value.detach().clone() for name, value in q.params.items()}
     return LocalPosterior("diagonal", params, steps=len(history)), history
+
+
+@dataclass(frozen=True)
+class _CodeTerms:
+    """log p(c) of each datum's code indices under a :class:`aevb.CodeTransformer`."""
+
+    log_p: torch.Tensor
+    descriptions: ClassVar[dict[str, str]] = {"log_p": "log-probability of the codes"}
+
+    @property
+    def loss(self) -> torch.Tensor:
+        return -self.log_p.mean()
+
+    def per_example(self) -> dict[str, torch.Tensor]:
+        return {"log_p": self.log_p.detach()}
+
+
+def _code_log_likelihood(model: CodeTransformer, codes: torch.Tensor, **_: Any) -> _CodeTerms:
+    return _CodeTerms(model.log_prob(codes.long()))
+
+
+def fit_code_prior(
+    model: VAE,
+    x: Rows,
+    valid: Rows | None = None,
+    *,
+    epochs: int = 30,
+    lr: float = 1e-3,
+    batch_size: int = 100,
+    patience: int = 5,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Fit the autoregressive prior over the codes of a trained VQ-VAE to its encoded
+    training set, by maximum likelihood (the second stage of van den Oord et al. 2017); the
+    encoder, decoder and codebook stay as they are. Early stopping on the validation codes'
+    log-likelihood (``valid_score``, nats per datum) keeps the best prior.
+
+    Args:
+        model: a VAE whose prior is a :class:`aevb.CodePrior` with ``autoregressive=True``.
+        x, valid: ``(n, *event)`` training and validation data (encoded here).
+
+    Returns:
+        The Trainer's per-epoch history.
+    """
+    prior = model.prior
+    if not isinstance(prior, CodePrior) or prior.index_model is None:
+        raise ConfigError(
+            "fit_code_prior fits an autoregressive prior over VQ codes: build the model with "
+            "CodePrior(codebook, num_codes, autoregressive=True)"
+        )
+    codes = code_indices(model, x).float()  # the Trainer's rows are floats; exact below 2^24
+    valid_codes = None if valid is None else code_indices(model, valid)
+
+    def validate(index_model: CodeTransformer) -> float:
+        assert valid_codes is not None
+        with torch.no_grad():
+            parts = [index_model.log_prob(c.to(device_of(model))) for c in valid_codes.split(1000)]
+        return float(torch.cat(parts).mean())
+
+    trainer = Trainer(
+        prior.index_model,
+        objective=_code_log_likelihood,
+        lr=lr,
+        batch_size=batch_size,
+        max_epochs=epochs,
+        patience=patience,
+        seed=seed,
+        progress=progress,
+        validate=validate if valid_codes is not None else None,
+    )
+    history = trainer.fit(codes)
+    model.eval()
+    return history
