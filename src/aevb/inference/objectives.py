@@ -134,7 +134,7 @@ def elbo(
 
 @dataclass(frozen=True)
 class VQTerms(ELBOTerms):
-    """:class:`ELBOTerms` of a VQ-VAE, plus ``commitment`` ``(B,)``: |z_e - sg(z_q)|^2."""
+    """:class:`ELBOTerms` of a VQ-VAE, plus ``commitment`` ``(B,)``: ``|z_e - sg(z_q)|^2``."""
 
     commitment: torch.Tensor
 
@@ -158,8 +158,8 @@ def vq_elbo(
 
     q(z|x) is a point mass at the quantized codes z_q (:class:`aevb.distributions.quantized.
     Quantized`), so the ELBO is log p(x|z_q) + log p(z_q) <= log p(x). The surrogate adds the
-    codebook loss |sg(z_e) - z_q|^2 (no gradient reaches a codebook kept by moving averages)
-    and ``commitment`` times |z_e - sg(z_q)|^2; the decoder's gradient reaches the encoder
+    codebook loss ``|sg(z_e) - z_q|^2`` (no gradient reaches a codebook kept by moving averages)
+    and ``commitment`` times ``|z_e - sg(z_q)|^2``; the decoder's gradient reaches the encoder
     straight through the quantization.
 
     Args:
