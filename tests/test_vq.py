@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import math
 
 import numpy as np
@@ -208,3 +209,47 @@ def test_a_vq_vae_trains_and_its_learned_prior_beats_the_uniform_one() -> None:
     after = float(model.prior().log_prob(codes).detach().mean())
     assert after == pytest.approx(max(r["valid_score"] for r in history), abs=1e-4)
     assert after > before > -8 * math.log(32) + 5  # far better than uniform codes
+
+
+def test_a_vq_vae_from_the_command_line(tmp_path) -> None:
+    from commands import aevb
+
+    options = ["--data", "digits-binary", "--likelihood", "bernoulli", "--epochs", "3"]
+    vq = ["--posterior", "vq", "--prior", "uniform", "--latent-dim", "8", "--code-dim", "4"]
+    vq += ["--codebook-size", "32"]
+    run = tmp_path / "run"
+    extra = ["--prior", "autoregressive", "--prior-epochs", "2", "--out", run]
+    result = aevb("train", *options, *vq, *extra)
+    assert result.returncode == 0, result.stderr
+    facts = json.loads((run / "run.json").read_text())
+    assert facts["prior_epochs"] == 2 and 0 < facts["test_codes_used"] <= 1
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(1 <= r["code_perplexity"] <= 32 for r in history)
+    assert (run / "code_usage.png").exists() and (run / "samples.png").exists()
+    assert not (run / "prior_grid.png").exists()  # no straight lines between codes
+    assert aevb("encode", run, "--out", tmp_path / "codes.csv").returncode == 0
+    codes = np.loadtxt(tmp_path / "codes.csv", delimiter=",", skiprows=1)
+    assert codes.shape == (facts["num_train"] + facts["num_valid"] + facts["num_test"], 8)
+    assert (codes == codes.round()).all() and codes.min() >= 0 and codes.max() < 32
+    evaluated = aevb("evaluate", run, "--k", "5", "--quiet", "--out", tmp_path / "e.json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    summary = json.loads((tmp_path / "e.json").read_text())
+    assert summary["log_px"] == pytest.approx(summary["elbo"], abs=1e-3)  # q is a point mass
+    assert summary["log_px"] == pytest.approx(facts["test_elbo"], abs=1e-3)
+    refused = {
+        "Gaussian-latent models only": ["encode", run, "--refine", "5"],
+        "Gaussian-latent models only ": ["evaluate", run, "--gaps"],
+    }
+    for message, command in refused.items():
+        bad = aevb(*command)
+        assert bad.returncode == 2 and message.strip() in bad.stderr, (message, bad.stderr)
+    refused = {
+        "codebook_size must be positive": [*vq, "--codebook-size", "0"],
+        "larger than the data": [*vq[:-1], "100000"],
+        "do not go together": ["--prior", "autoregressive"],
+        "no free_bits": [*vq, "--objective", "iwae"],
+    }
+    for message, extra in refused.items():
+        bad = aevb("train", *options, *extra, "--out", tmp_path / "bad")
+        assert bad.returncode == 2 and message in bad.stderr, (message, bad.stderr)
+        assert not (tmp_path / "bad").exists()

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..inference.objectives import elbo, iwae_bound
+from ..inference.objectives import elbo, iwae_bound, vq_elbo
 from ..inference.semi_amortized import semi_amortized_elbo
 from ..models.discrete import (
     BernoulliLatentHead,
@@ -36,6 +36,7 @@ from ..models.heads import (
 )
 from ..models.hierarchy import hierarchical_vae
 from ..models.priors import LearnedNormalPrior, MixturePrior, StandardNormalPrior, VampPrior
+from ..models.quantized import Codebook, CodePrior, VQHead
 from ..models.semisupervised import SemiSupervisedVAE, mlp_m2
 from ..models.vae import VAE
 from ..nn.conv import ConvDecoder, ConvEncoder
@@ -65,19 +66,23 @@ PRIORS: dict[str, Callable[[ModelConfig, int, nn.Module], nn.Module]] = {
     "learned-normal": lambda c, d, e: LearnedNormalPrior(c.latent_dim),
     "mixture": lambda c, d, e: MixturePrior(c.latent_dim, c.prior_components or 10),
     "vamp": lambda c, d, e: VampPrior(e, d, c.prior_components or 500),
-    "uniform": lambda c, d, e: _discrete_prior(c, learned=False),
-    "learned-discrete": lambda c, d, e: _discrete_prior(c, learned=True),
+    "uniform": lambda c, d, e: _discrete_prior(c, e, learned=False),
+    "learned-discrete": lambda c, d, e: _discrete_prior(c, e, learned=True),
+    "autoregressive": lambda c, d, e: _discrete_prior(c, e, learned=True),
 }
 OBJECTIVES = {"elbo": elbo, "iwae": iwae_bound}
-# (config, hidden size, size of z) -> q(z|x) head
-POSTERIORS: dict[str, Callable[[ModelConfig, int, int], nn.Module]] = {
-    "diagonal": lambda c, i, o: NormalHead(i, o),
+# (config, hidden size, size of z, **options) -> q(z|x) head; options: a spatial projection
+POSTERIORS: dict[str, Callable[..., nn.Module]] = {
+    "diagonal": lambda c, i, o, **p: NormalHead(i, o, **p),
     "full": lambda c, i, o: FullCovarianceNormalHead(i, o),
     "planar": lambda c, i, o: PlanarFlowHead(i, o),
     "categorical": lambda c, i, o: CategoricalLatentHead(
         i, o, c.latent_categories, straight_through=c.straight_through
     ),
     "bernoulli": lambda c, i, o: BernoulliLatentHead(i, o, straight_through=c.straight_through),
+    "vq": lambda c, i, o, **p: VQHead(
+        i, o, Codebook(c.codebook_size, c.code_dim, ema=c.codebook_ema), **p
+    ),
 }
 OPTIMIZERS: dict[str, OptimizerFactory] = {
     "adam": adam,
@@ -88,9 +93,13 @@ OPTIMIZERS: dict[str, OptimizerFactory] = {
 }
 
 
-def _discrete_prior(config: ModelConfig, *, learned: bool) -> nn.Module:
-    """The uniform (or learned) prior of a categorical or Bernoulli latent; ``latent_dim``
-    is the size of z (variables x categories for categorical latents)."""
+def _discrete_prior(config: ModelConfig, encoder: nn.Module, *, learned: bool) -> nn.Module:
+    """The uniform (or learned) prior of a categorical or Bernoulli latent, or over the codes
+    of a VQ head (learned: autoregressive); ``latent_dim`` is the size of z (variables x
+    categories for categorical latents, codes x code_dim for VQ)."""
+    head = list(encoder.children())[-1]  # the q head, after the body
+    if isinstance(head, VQHead):
+        return CodePrior(head.codebook, head.num_codes, autoregressive=learned)
     if config.posterior == "categorical":
         num_vars = config.latent_dim // config.latent_categories
         return CategoricalPrior(num_vars, config.latent_categories, learned=learned)
@@ -104,19 +113,19 @@ def build_model(
     (images of ``image_shape`` ``(C, H, W)``, which convolutional bodies need)."""
     activation = ACTIVATIONS[config.activation]
     likelihood = LIKELIHOODS[config.likelihood](config)
-    if config.posterior == "categorical":  # latent_dim variables, one-hot codes of each
-        config = dataclasses.replace(
-            config, latent_dim=config.latent_dim * config.latent_categories
-        )
+    if config.posterior in ("categorical", "vq"):  # latent_dim variables or codes
+        values = config.latent_categories if config.posterior == "categorical" else config.code_dim
+        config = dataclasses.replace(config, latent_dim=config.latent_dim * values)
     encoder_body, decoder_body, z1_size = _bodies(config, data_dim, image_shape)
     config = dataclasses.replace(config, latent_dim=z1_size)
     # (built before the likelihood head: the same initial weights as before hierarchies)
     posterior: nn.Module
-    if config.spatial_latents:
-        spatial = cast(ConvEncoder, encoder_body).projection
-        posterior = NormalHead(out_dim(encoder_body), config.latent_dim, projection=spatial)
-    else:
-        posterior = POSTERIORS[config.posterior](config, out_dim(encoder_body), config.latent_dim)
+    options = {}
+    if config.spatial_latents:  # z_1 at each position of the encoder's last map
+        options["projection"] = cast(ConvEncoder, encoder_body).projection
+    posterior = POSTERIORS[config.posterior](
+        config, out_dim(encoder_body), config.latent_dim, **options
+    )
     projection = getattr(decoder_body, "projection", nn.Linear)
     decoder = nn.Sequential(
         decoder_body, likelihood(out_dim(decoder_body), data_dim, projection=projection)
@@ -242,7 +251,7 @@ def build_trainer(
     relaxation's temperature."""
     train = config.train
     if objective is None:
-        objective = build_objective(train)
+        objective = build_objective(train, config.model)
     callbacks = []
     if config.model.posterior in DISCRETE_POSTERIORS:
         temperatures = (train.temperature, train.temperature_min, train.temperature_rate)
@@ -274,8 +283,11 @@ def build_trainer(
     )
 
 
-def build_objective(train: TrainConfig) -> Objective:
-    """The ELBO, IWAE or semi-amortized objective that ``[train]`` describes."""
+def build_objective(train: TrainConfig, model: ModelConfig | None = None) -> Objective:
+    """The ELBO, IWAE, semi-amortized or VQ-VAE objective that ``[train]`` (and the model's
+    posterior) describe."""
+    if model is not None and model.posterior == "vq":
+        return functools.partial(vq_elbo, commitment=train.commitment)
     if train.refine_steps > 0:
         return functools.partial(
             semi_amortized_elbo,

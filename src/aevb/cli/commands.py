@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from ..distributions.discrete import Bernoullis, Categoricals
+from ..distributions.quantized import Quantized
 from ..errors import ConfigError, DataError
 from ..files import atomic_path
 from ..inference.local import fit_local
@@ -157,6 +158,11 @@ def encode(args: argparse.Namespace) -> int:
         with torch.no_grad():
             qz = model.encode(x)
     out = Path(args.out or run.path / "latents.csv")
+    if isinstance(qz, Quantized):  # a VQ-VAE: the code at each place
+        names = [f"code_{j}" for j in range(qz.index.shape[1])]
+        _save_array(qz.index.numpy(), out, header=names)
+        print(f"wrote the code indices of {len(x)} examples to {out}")
+        return 0
     if isinstance(qz, Categoricals | Bernoullis):  # discrete: the probability of each value
         names = [f"p_{j}" for j in range(model.latent_dim)]
         _save_array(qz.mean.detach().numpy(), out, header=names)
@@ -263,4 +269,6 @@ def _save_array(array: np.ndarray, out: Path, header: list[str] | None = None) -
             np.save(tmp, array)
         else:
             names = ",".join(header) if header else ""
-            np.savetxt(tmp, array, delimiter=",", header=names, comments="")
+            integers = np.issubdtype(array.dtype, np.integer)
+            fmt = "%d" if integers else "%.18e"
+            np.savetxt(tmp, array, delimiter=",", header=names, comments="", fmt=fmt)

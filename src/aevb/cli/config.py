@@ -81,9 +81,12 @@ class ModelConfig:
     prior: str = "standard-normal"
     prior_components: int | None = None  # mixture: 10, vamp: 500 pseudo-inputs
     pseudo_inputs: str = "noise"  # vamp: noise (the paper's N(0.05, 0.01^2)) or data (examples)
-    posterior: str = "diagonal"  # q(z|x): diagonal, full, planar; categorical, bernoulli
+    posterior: str = "diagonal"  # q(z|x): diagonal, full, planar; categorical, bernoulli; vq
     latent_categories: int = 10  # categorical latents: values of each of latent_dim variables
     straight_through: bool = False  # discrete latents: exact codes, relaxed gradients
+    codebook_size: int = 512  # vq: codes in the codebook (K)
+    code_dim: int = 8  # vq: values of each code; z is latent_dim codes (at each position)
+    codebook_ema: bool = True  # vq: codes follow the encoder by moving averages, not gradients
     likelihood_scale: float = 0.1
     num_categories: int = 256
     likelihood_components: int = 5  # discretized-logistic: logistics per value
@@ -128,6 +131,8 @@ class TrainConfig:
     temperature: float = 1.0  # discrete latents: the relaxation's temperature at step 0 ...
     temperature_min: float = 0.5  # ... annealed to this minimum
     temperature_rate: float = 1e-4  # ... as exp(-rate * step) (Jang et al. 2017)
+    commitment: float = 0.25  # vq: weight of |z_e - sg(z_q)|^2 (van den Oord et al. 2017)
+    prior_epochs: int = 30  # vq, autoregressive prior: epochs refitting it to the codes
 
     @property
     def max_seconds(self) -> float | None:
@@ -159,10 +164,19 @@ LIKELIHOODS = (
 BODIES = ("mlp", "conv", "resnet")
 NORMS = ("none", "batch", "group", "layer")
 HIERARCHIES = ("bottom-up", "ladder")
-PRIORS = ("standard-normal", "learned-normal", "mixture", "vamp", "uniform", "learned-discrete")
+PRIORS = (
+    "standard-normal",
+    "learned-normal",
+    "mixture",
+    "vamp",
+    "uniform",
+    "learned-discrete",
+    "autoregressive",
+)
 DISCRETE_PRIORS = ("uniform", "learned-discrete")
+CODE_PRIORS = ("uniform", "autoregressive")  # over the codes of a VQ-VAE
 OBJECTIVES = ("elbo", "iwae")
-POSTERIORS = ("diagonal", "full", "planar", "categorical", "bernoulli")
+POSTERIORS = ("diagonal", "full", "planar", "categorical", "bernoulli", "vq")
 DISCRETE_POSTERIORS = ("categorical", "bernoulli")
 INFERENCE = ("amortized", "mean-field")
 KINDS = ("vae", "m2", "cvae")
@@ -229,6 +243,7 @@ def _check_combinations(config: RunConfig, where: str) -> None:
     model, train = config.model, config.train
     layers = bool(model.latent_layers)
     discrete = model.posterior in DISCRETE_POSTERIORS
+    vq = model.posterior == "vq"
     rules = [
         (
             train.temperature_min > train.temperature,
@@ -236,7 +251,29 @@ def _check_combinations(config: RunConfig, where: str) -> None:
             f"temperature ({train.temperature}): the schedule anneals downwards",
         ),
         (
-            discrete != (model.prior in DISCRETE_PRIORS),
+            (model.prior not in CODE_PRIORS) if vq else model.prior == "autoregressive",
+            f"posterior = {model.posterior!r} and prior = {model.prior!r} do not go together: a "
+            "VQ-VAE (posterior = 'vq') takes prior = 'uniform' or 'autoregressive' over its "
+            "codes, and only it takes 'autoregressive'",
+        ),
+        (
+            vq
+            and (
+                model.kind != "vae"
+                or bool(model.latent_layers)
+                or train.objective != "elbo"
+                or train.inference != "amortized"
+                or train.refine_steps > 0
+                or train.free_bits > 0
+                or train.stl
+            ),
+            "a VQ-VAE (posterior = 'vq') trains a plain VAE by its own objective (the bound "
+            "log p(x|z_q) + log p(z_q) with codebook and commitment terms): kind = 'vae', "
+            "objective = 'elbo', amortized inference, one latent layer, no free_bits, stl or "
+            "refine_steps",
+        ),
+        (
+            not vq and discrete != (model.prior in DISCRETE_PRIORS),
             f"posterior = {model.posterior!r} needs a prior of its own family: discrete latents "
             "(categorical, bernoulli) take prior = 'uniform' or 'learned-discrete', Gaussian "
             "ones the others",
@@ -275,9 +312,10 @@ def _check_combinations(config: RunConfig, where: str) -> None:
             "refine_steps refines q for the ELBO; with objective = 'iwae' pick one of the two",
         ),
         (
-            model.spatial_latents and (model.body == "mlp" or model.posterior != "diagonal"),
+            model.spatial_latents
+            and (model.body == "mlp" or model.posterior not in ("diagonal", "vq")),
             "spatial_latents needs a convolutional body (body = 'conv' or 'resnet') and the "
-            "diagonal posterior",
+            "diagonal or vq posterior",
         ),
         (
             model.spatial_latents and model.kind != "vae",
@@ -398,6 +436,8 @@ def _check_ranges(config: Any, where: str) -> None:
         "refine_lr",
         "temperature",
         "temperature_min",
+        "codebook_size",
+        "code_dim",
     )
     for key in positive:
         value = getattr(config, key, 1)
@@ -412,6 +452,8 @@ def _check_ranges(config: Any, where: str) -> None:
         "snapshot_every",
         "alpha",
         "temperature_rate",
+        "commitment",
+        "prior_epochs",
     )
     for key in nonnegative:  # (written so that NaN fails too)
         if hasattr(config, key) and not getattr(config, key) >= 0:

@@ -31,13 +31,18 @@ HELP = {
     "layer_hidden_dims": "hierarchies: widths of the MLPs between latent layers",
     "hierarchy": "hierarchies: bottom-up inference (IWAE 2-layer) or ladder (top-down)",
     "prior": "p(z): standard normal, learned normal, mixture of Gaussians, VampPrior; for "
-    "discrete latents uniform or learned-discrete",
+    "discrete latents uniform or learned-discrete; for vq uniform or autoregressive (a causal "
+    "transformer over the codes)",
     "prior_components": "mixture components (10) or VampPrior pseudo-inputs (500)",
     "pseudo_inputs": "vamp: start the pseudo-inputs at noise or at random training examples",
     "posterior": "q(z|x): diagonal Gaussian, full-covariance Gaussian, planar flow; or discrete: "
-    "categorical (latent_dim variables of latent_categories values), bernoulli (latent_dim bits)",
+    "categorical (latent_dim variables of latent_categories values), bernoulli (latent_dim bits), "
+    "vq (latent_dim codes of code_dim values from a codebook: VQ-VAE)",
     "latent_categories": "categorical latents: values of each variable (one-hot codes)",
     "straight_through": "discrete latents: train on exact codes with the relaxed gradient",
+    "codebook_size": "vq: codes in the codebook (K)",
+    "code_dim": "vq: values of each code vector",
+    "codebook_ema": "vq: codes follow the encoder by moving averages (else by the codebook loss)",
     "likelihood_scale": "normal-fixed: the fixed standard deviation of p(x|z)",
     "num_categories": "categorical: values per dimension (0 .. num_categories - 1); "
     "discretized-logistic: levels per value in [0, 1]",
@@ -77,6 +82,8 @@ HELP = {
     "temperature": "discrete latents: the Gumbel-softmax temperature at the first step",
     "temperature_min": "discrete latents: the temperature is annealed down to this",
     "temperature_rate": "discrete latents: temperature = max(min, start * exp(-rate * step))",
+    "commitment": "vq: weight of the commitment term |z_e - sg(z_q)|^2",
+    "prior_epochs": "vq with the autoregressive prior: epochs refitting it to the training codes",
 }
 
 # Runnable examples that end each subcommand's --help.
@@ -88,6 +95,8 @@ EXAMPLES = {
         "aevb train --data big.npy --stream --scale 255 --out runs/big   # rows read from disk",
         "aevb train --data digits-binary --likelihood bernoulli --posterior categorical "
         "--latent-dim 20 --latent-categories 10 --prior uniform",
+        "aevb train --data digits-binary --likelihood bernoulli --posterior vq --latent-dim 8 "
+        "--codebook-size 64 --code-dim 4 --prior autoregressive --out runs/vq",
     ],
     "sample": [
         "aevb sample runs/iwae --num 64 --out samples.png",
@@ -96,6 +105,7 @@ EXAMPLES = {
     "encode": [
         "aevb encode runs/iwae --out codes.csv",
         "aevb encode runs/iwae --data new.npy --refine 50 --out codes.npy",
+        "aevb encode runs/vq --out codes.csv      # a VQ-VAE run: the code indices of each datum",
     ],
     "reconstruct": [
         "aevb reconstruct runs/iwae --num 16 --out reconstructions.png",

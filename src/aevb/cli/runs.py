@@ -41,7 +41,9 @@ from ..training.checkpoint import (
     load_tensors,
     load_weights,
     save_json,
+    save_weights,
     verify,
+    write_manifest,
 )
 from ..training.distributed import join_from_environment, rank_and_size
 from ..training.recipes import m2_objective, validation_error
@@ -50,6 +52,7 @@ from ..training.trainer import Objective, Trainer
 from ..viz.report import SNAPSHOTS, draw_figures, draw_label_figures, write_report
 from .build import build_model, build_semi_supervised, build_trainer
 from .callbacks import snapshots_of, tensorboard_of
+from .codes import vq_steps
 from .config import RunConfig, config_from_dict, config_to_dict
 from .folders import check_out_folder, clear_run, locked
 
@@ -126,6 +129,7 @@ class _Plan:
     sampler: BatchSampler | None = None
     epoch_metrics: Callable[[Any], dict[str, float]] | None = None
     facts: dict[str, Any] = field(default_factory=dict)  # kind-specific data facts
+    finish: Callable[[], dict[str, Any]] | None = None  # after training: more facts
 
 
 def train_run(
@@ -214,6 +218,10 @@ def _fit(
         snapshots[0].record(cast(VAE, plan.model), trainer.step)
         snapshots[0].save(out / SNAPSHOTS, labels=snapshots[1].y)
     facts["epochs_trained"] = trainer.epoch
+    if plan.finish is not None:  # e.g. a VQ-VAE's prior refitted to its codes
+        facts.update(plan.finish())
+        save_weights(plan.model, out / "model.safetensors")
+        write_manifest(out, trainer.epoch)  # what load_run verifies the weights against
     facts["train_seconds"] = sum(record["seconds"] for record in trainer.history)
     if len(test):
         facts.update(_test_metrics(config, plan.model, test))
@@ -245,7 +253,10 @@ def _plan(config: RunConfig, train: Dataset, valid: Dataset, test: Dataset, resu
             sampler=Shuffled(config.train.batch_size, with_index=True),
             facts={"inference": "mean-field"},
         )
-    return _Plan(model, model, (train.x,), valid.x if len(valid) else None)
+    plan = _Plan(model, model, (train.x,), valid.x if len(valid) else None)
+    if config.model.posterior == "vq":
+        plan.epoch_metrics, plan.finish = vq_steps(config, model, train.x, plan.valid, test.x)
+    return plan
 
 
 def _semi_supervised_plan(

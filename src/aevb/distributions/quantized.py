@@ -105,9 +105,12 @@ class Quantized(Distribution):
         return self.z_q.detach().expand(torch.Size(sample_shape) + self.z_q.shape)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """0 for each ``(*sample, *batch, D)`` value: the point mass's log-probability at its
-        own codes (the only values it draws)."""
-        return value.new_zeros(value.shape[:-1])
+        """log q of ``(*sample, *batch, D)`` values on the set of code tuples: 0 at this
+        datum's codes (all that it draws), -inf at any other tuple (e.g. another datum's
+        codes, as ELBO surgery's aggregate posterior asks)."""
+        index = nearest(as_vectors(value.detach(), self.code_dim), self.codebook.detach())
+        same = (index == self.index).all(-1)
+        return torch.where(same, 0.0, -math.inf).to(value.dtype)
 
     def entropy(self) -> torch.Tensor:
         return self.z_q.new_zeros(self.batch_shape)

@@ -11,7 +11,7 @@ from ..data.ondisk import Rows
 from ..distributions.quantized import Quantized
 from ..errors import ConfigError
 from ..models.vae import VAE
-from .metrics import batches
+from ..nn.utils import device_of
 
 
 @torch.no_grad()
@@ -20,8 +20,8 @@ def code_indices(model: VAE, x: Rows, batch_size: int = 1000) -> torch.Tensor:
     VQ-VAE is the point mass at these codes."""
     model.eval()
     parts = []
-    for batch in batches(model, x, batch_size):
-        qz = model.encode(batch)
+    for begin in range(0, x.shape[0], batch_size):
+        qz = model.encode(x[begin : begin + batch_size].to(device_of(model)))
         if not isinstance(qz, Quantized):
             raise ConfigError(
                 f"this model's q(z|x) is {type(qz).__name__}, not vector-quantized: code "

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..inference.local import fit_local, local_elbo, refine
+from ..inference.local import fit_local, local_elbo, refine, require_continuous_latents
 from ..models.vae import VAE
 from .metrics import log_px
 
@@ -92,6 +92,7 @@ def inference_gaps(
     (the best member found; the approximation gap is then an upper estimate). ELBOs use
     ``eval_samples`` z per example; log p(x) uses ``k`` importance samples.
     """
+    require_continuous_latents(model)  # before the long log p(x), not after it
     timings: dict[str, float] = {}
     start = time.perf_counter()
     amortized = log_px(model, x, k)

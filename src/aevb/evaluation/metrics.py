@@ -21,10 +21,12 @@ from tqdm.auto import tqdm
 from ..data.ondisk import Rows
 from ..distributions.core import upcast
 from ..distributions.kl import kl_per_dim, kl_per_layer
+from ..distributions.quantized import Codes
 from ..errors import ConfigError
 from ..inference.objectives import ELBOTerms, elbo
 from ..models.vae import VAE, as_rows
 from ..nn.utils import device_of
+from .codes import code_indices, code_usage
 from .surgery import elbo_surgery
 
 
@@ -295,9 +297,14 @@ def summarize(
     gap log p(x) - ELBO, bits per dimension, active units and KL per dimension, and ELBO surgery
     on at most ``surgery_points`` examples. ``warnings`` names collapsed latent units.
     ``compile`` is :func:`log_px`'s (float32 throughout; worth its 5-20 s for large n * k);
-    ``progress`` shows its bar.
+    ``progress`` shows its bar. For a VQ-VAE (a :class:`Codes` prior) q(z|x) is a point mass,
+    so log p(x) is the bound log p(x|z_q) + log p(z_q) at ``k = 1``, and the codebook's usage
+    is added.
     """
     torch.manual_seed(seed)
+    prior = model.prior()
+    if isinstance(prior, Codes):  # q is a point mass: every proposal is the same z_q
+        k = 1
     started = time.perf_counter()
     estimate = log_px(model, x, k, compile=compile, progress=progress)
     seconds = time.perf_counter() - started
@@ -334,6 +341,13 @@ def summarize(
         **(layers or {}),
         "warnings": [],
     }
+    if isinstance(prior, Codes):  # a VQ-VAE: usage of the codebook, not of latent units
+        summary.update(code_usage(code_indices(model, x), len(prior.codebook)))
+        summary["warnings"] = [
+            "q(z|x) is a point mass at the codes: log p(x) here is the bound "
+            "log p(x|z_q) + log p(z_q) (k = 1), and active units count code dimensions"
+        ]
+        return summary
     ess = summary["ess_median"]
     if ess is not None and ess < MIN_ESS:
         summary["warnings"].append(

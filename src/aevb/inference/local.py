@@ -29,7 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
+from ..distributions.discrete import Bernoullis, Categoricals
 from ..distributions.planar import PlanarFlowNormal
+from ..distributions.quantized import Codes
+from ..errors import ConfigError
 from .objectives import ELBOTerms, elbo
 
 if TYPE_CHECKING:  # types only: models import inference, not the other way round
@@ -180,6 +183,23 @@ def local_elbo(
     return torch.cat(out)
 
 
+def require_continuous_latents(model: VAE | PerExampleModel) -> None:
+    """Refuse a model whose latent is discrete: a per-example q(z) is a Gaussian family fitted
+    by gradient steps in a continuous z, which a categorical, Bernoulli or VQ latent is not.
+
+    Raises:
+        ConfigError: the prior is :class:`Categoricals`, :class:`Bernoullis` or :class:`Codes`.
+    """
+    prior = model.prior()
+    if isinstance(prior, Categoricals | Bernoullis | Codes):
+        raise ConfigError(
+            f"a per-example q(z) is a Gaussian family fitted by gradient steps in a continuous "
+            f"z, and this model's latent is discrete ({type(prior).__name__} prior): fitting "
+            "q per example (--refine, --gaps, mean-field inference) works for Gaussian-latent "
+            "models only; use the model's own encoder (aevb encode without --refine)"
+        )
+
+
 def fit_local(
     model: VAE,
     x: torch.Tensor,
@@ -219,6 +239,7 @@ def fit_local(
     """
     started = time.perf_counter()
     model.eval()
+    require_continuous_latents(model)
     if isinstance(init, LocalPosterior):
         params = {k: v.detach().clone().requires_grad_(True) for k, v in init.params.items()}
         q = LocalPosterior(init.family, params)

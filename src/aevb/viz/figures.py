@@ -16,5 +16,10 @@ FIGURES: dict[str, tuple[str, str]] = {
     "marginals": ("marginals.png", "Histograms of each column: data against model samples."),
     "curves": ("learning_curves.png", "ELBO, reconstruction and KL per epoch (nats)."),
     "kl": ("kl_per_dimension.png", "KL and activity per latent dimension."),
+    "codes": (
+        "code_usage.png",
+        "VQ-VAE: how often held-out data use each code, most used first, and the codebook's "
+        "usage per epoch.",
+    ),
 }
 SNAPSHOTS = "snapshots.safetensors"

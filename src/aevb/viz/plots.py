@@ -322,6 +322,33 @@ def plot_kl_per_dimension(
     return Path(path)
 
 
+def plot_code_usage(
+    counts: torch.Tensor, history: Sequence[dict[str, Any]], path: str | Path
+) -> Path:
+    """A VQ-VAE's codebook: the share of assignments of each code (``counts (K,)``), sorted,
+    and the perplexity of the assignments per epoch (``code_perplexity`` in ``history``)."""
+    plt = _pyplot()
+    shares = (counts.double() / counts.sum()).sort(descending=True).values.numpy()
+    figure, panels = plt.subplots(1, 2, figsize=(10, 3.4), dpi=100)
+    panels[0].bar(np.arange(len(shares)), shares, width=1.0, color="tab:blue")
+    used = int((counts > 0).sum())
+    panels[0].set(
+        title=f"{used} of {len(shares)} codes used",
+        xlabel="code (most used first)",
+        ylabel="share of assignments",
+    )
+    epochs = [r["epoch"] for r in history if r.get("code_perplexity") is not None]
+    values = [r["code_perplexity"] for r in history if r.get("code_perplexity") is not None]
+    panels[1].plot(epochs, values, marker="." if len(values) < 30 else None)
+    panels[1].axhline(len(shares), color="k", linewidth=0.8, linestyle="--")
+    panels[1].set(title="perplexity of the code assignments", xlabel="epoch", ylabel="codes")
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp)
+    plt.close(figure)
+    return Path(path)
+
+
 def plot_marginals(
     data: torch.Tensor | np.ndarray,
     samples: torch.Tensor | np.ndarray,

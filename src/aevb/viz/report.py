@@ -14,7 +14,9 @@ import torch
 
 from ..data.dataset import Dataset
 from ..distributions.discrete import Bernoullis, Categoricals
+from ..distributions.quantized import Codes
 from ..errors import ConfigError
+from ..evaluation.codes import code_indices
 from ..evaluation.metrics import active_units, encode_means, kl_per_dimension
 from ..files import write_text
 from ..training.checkpoint import load_tensors
@@ -23,6 +25,7 @@ from .plots import (
     animate_latent,
     interleave,
     plot_analogies,
+    plot_code_usage,
     plot_conditional_samples,
     plot_interpolations,
     plot_kl_per_dimension,
@@ -76,7 +79,8 @@ def draw_figures(
             list(saved["means"]), saved["steps"].tolist(), snapshot_labels, path["latent-animation"]
         )
     # walks through z-space: for Gaussian latents (discrete codes have no path between them)
-    continuous = not isinstance(model.prior(), Categoricals | Bernoullis)
+    prior = model.prior()
+    continuous = not isinstance(prior, Categoricals | Bernoullis | Codes)
     if images and "prior-grid" in wanted and continuous:
         drawn["prior-grid"] = plot_prior_grid(model, shape, path["prior-grid"])
     if images and "samples" in wanted:
@@ -99,7 +103,10 @@ def draw_figures(
     history = read_metrics(folder)
     if "curves" in wanted and history:
         drawn["curves"] = plot_learning_curves(history, path["curves"])
-    if "kl" in wanted:
+    if "codes" in wanted and isinstance(prior, Codes):
+        counts = torch.bincount(code_indices(model, x).flatten(), minlength=len(prior.codebook))
+        drawn["codes"] = plot_code_usage(counts, history, path["codes"])
+    if "kl" in wanted and not isinstance(prior, Codes):  # a point-mass q: no KL per dimension
         activity, _ = active_units(model, x)
         drawn["kl"] = plot_kl_per_dimension(kl_per_dimension(model, x), activity, path["kl"])
     return drawn
