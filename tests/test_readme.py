@@ -109,3 +109,11 @@ def test_stream_and_discrete_latents_examples_run(tmp_path: Path) -> None:
     assert -60 < float(elbo) < -10  # nats per binary 8x8 digit after 3 epochs
     assert -50 < float(lines[-2]) < -15  # log p(x), categorical latents, 10 epochs
     assert lines[-1] == "torch.Size([180])"  # the mixed model's KL, one per test digit
+
+
+def test_vq_example_runs(tmp_path: Path) -> None:
+    lines = _run_blocks(tmp_path, "fit_code_prior(vq")
+    assert lines[-1].endswith("torch.Size([4, 64])")
+    bound = float(lines[-1].split()[0])
+    assert -45 < bound < -15  # nats per binary 8x8 digit: log p(x|z_q) + log p(z_q)
+    assert 0.3 <= float(lines[-2]) <= 1  # share of the 32 codes in use
