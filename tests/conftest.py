@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -43,3 +44,19 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").exists():
         pytest.skip(f"reference data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def shakespeare(shared_data: Path) -> list[str]:
+    """The training lines of ../shared/data/shakespeare (89,845 lines), or skip."""
+    path = shared_data / "shakespeare" / "shakespeare_train.txt.gz"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    return _lines(path)
+
+
+@functools.cache
+def _lines(path: Path) -> list[str]:
+    from aevb.data.text import read_lines
+
+    return read_lines(path)[0]

@@ -12,6 +12,7 @@ from .discretized import DiscretizedLogisticMixture
 from .kl import has_closed_form, kl, kl_per_dim, kl_per_layer
 from .planar import PlanarFlowNormal
 from .quantized import Codes, Quantized
+from .sequence import TokenSequence
 
 __all__ = [
     "FAMILIES",
@@ -24,6 +25,7 @@ __all__ = [
     "MarkovChain",
     "PlanarFlowNormal",
     "Quantized",
+    "TokenSequence",
     "ValueCategorical",
     "detach",
     "has_closed_form",

@@ -26,6 +26,7 @@ from .per_example import PerExampleVAE
 from .priors import LearnedNormalPrior, MixturePrior, StandardNormalPrior, VampPrior
 from .quantized import Codebook, CodePrior, CodeTransformer, VQHead
 from .semisupervised import UNLABELLED, M1Features, SemiSupervisedVAE, mlp_m2
+from .sequence import PriorAsPosterior, SequenceLikelihood, text_vae
 from .vae import VAE, mlp_vae
 
 __all__ = [
@@ -56,7 +57,9 @@ __all__ = [
     "NormalHead",
     "PerExampleVAE",
     "PlanarFlowHead",
+    "PriorAsPosterior",
     "SemiSupervisedVAE",
+    "SequenceLikelihood",
     "StandardNormalPrior",
     "TopDownPrior",
     "VQHead",
@@ -64,4 +67,5 @@ __all__ = [
     "hierarchical_vae",
     "mlp_m2",
     "mlp_vae",
+    "text_vae",
 ]

@@ -2,6 +2,7 @@
 
 from .conv import ConvDecoder, ConvEncoder, PixelProjection, ResidualBlock
 from .mlp import ACTIVATIONS, MLP, LabelConditionedMLP, MaskedInput
+from .recurrent import RNNDecoder, RNNEncoder
 from .utils import device_of
 
 __all__ = [
@@ -12,6 +13,8 @@ __all__ = [
     "LabelConditionedMLP",
     "MaskedInput",
     "PixelProjection",
+    "RNNDecoder",
+    "RNNEncoder",
     "ResidualBlock",
     "device_of",
 ]

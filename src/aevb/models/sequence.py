@@ -1,0 +1,118 @@
+"""Sentence VAEs (Bowman et al. 2016) and the language model they are measured against.
+
+:func:`text_vae` composes a recurrent encoder (:class:`aevb.nn.recurrent.RNNEncoder`) with a
+Gaussian q head, the N(0, I) prior, and an autoregressive p(x|z)
+(:class:`SequenceLikelihood` around :class:`aevb.nn.recurrent.RNNDecoder`). With
+``latent_dim=0`` it is the language model of the same decoder: no latent variable (formally a
+one-dimensional z that the decoder never reads, with q(z|x) = p(z), so the KL is 0 and the ELBO
+is log p(x) exactly), trained and evaluated by the same Trainer and estimators.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.distributions import Distribution, Independent, Normal
+
+from ..distributions.sequence import TokenSequence
+from ..errors import ConfigError
+from ..nn.recurrent import RNNDecoder, RNNEncoder
+from .heads import NormalHead
+from .priors import StandardNormalPrior
+from .vae import VAE
+
+
+class SequenceLikelihood(nn.Module):
+    """``z (*batch, latent_dim) ->`` :class:`TokenSequence` p(x|z) over rows of ``length`` ids.
+
+    ``word_dropout`` replaces input words by ``<unk>`` while training (Bowman et al. 2016).
+    """
+
+    def __init__(self, decoder: RNNDecoder, length: int, *, word_dropout: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= word_dropout < 1.0:
+            raise ConfigError(f"word_dropout must be in [0, 1), got {word_dropout}")
+        self.body, self.length, self.word_dropout = decoder, length, word_dropout
+
+    def forward(self, z: torch.Tensor) -> TokenSequence:
+        return TokenSequence(self.body, z, self.length, word_dropout=self.word_dropout)
+
+
+class PriorAsPosterior(nn.Module):
+    """q(z|x) = N(0, I) for every x: the encoder of a model whose decoder ignores z."""
+
+    def __init__(self, latent_dim: int = 1) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+
+    def forward(self, x: torch.Tensor) -> Distribution:
+        loc = x.new_zeros(x.shape[0], self.latent_dim)
+        return Independent(Normal(loc, torch.ones_like(loc), validate_args=False), 1)
+
+
+def text_vae(
+    vocab_size: int,
+    length: int,
+    latent_dim: int = 32,
+    *,
+    embed_dim: int = 256,
+    hidden_dim: int = 256,
+    layers: int = 1,
+    cell: str = "lstm",
+    bidirectional: bool = True,
+    word_dropout: float = 0.0,
+    dropout: float = 0.0,
+    z_init: bool = True,
+    z_every_step: bool = True,
+) -> VAE:
+    """A sentence VAE over rows of ``length`` token ids (:mod:`aevb.data.text`).
+
+    Args:
+        vocab_size: ids 0 .. vocab_size - 1 (``len(vocabulary)``).
+        length: ids per row, ``max_length + 1``.
+        latent_dim: size of z; 0 gives the language model (no latent; see the module).
+        cell, layers, bidirectional: the recurrent cells ("lstm" or "gru"), stacked ``layers``
+            deep in encoder and decoder, the encoder reading both ways.
+        word_dropout: input words replaced by ``<unk>`` while training, against posterior
+            collapse (Bowman et al. 2016).
+        dropout: on the embeddings (and between stacked layers).
+        z_init, z_every_step: z sets the decoder's initial state / is read at every step.
+
+    Example:
+        >>> vae = text_vae(100, 12, 8, embed_dim=16, hidden_dim=32)
+        >>> x = torch.tensor([[5.0, 6.0, 3.0] + [0.0] * 9])  # two words, </s>, padding
+        >>> vae.elbo(x).elbo.shape
+        torch.Size([1])
+    """
+    if latent_dim < 0 or length < 2 or vocab_size < 5:
+        raise ConfigError(
+            f"text_vae needs latent_dim >= 0, length >= 2 (a word and </s>) and a vocabulary "
+            f"beyond the 4 special tokens; got {latent_dim}, {length}, {vocab_size}"
+        )
+    decoder = RNNDecoder(
+        vocab_size,
+        latent_dim,
+        embed_dim=embed_dim,
+        hidden_dim=hidden_dim,
+        layers=layers,
+        cell=cell,
+        z_init=z_init,
+        z_every_step=z_every_step,
+        dropout=dropout,
+    )
+    likelihood = SequenceLikelihood(decoder, length, word_dropout=word_dropout)
+    if latent_dim == 0:
+        return VAE(PriorAsPosterior(1), likelihood, StandardNormalPrior(1))
+    if not (z_init or z_every_step):
+        raise ConfigError("the decoder must read z: set z_init or z_every_step (or both)")
+    body = RNNEncoder(
+        vocab_size,
+        embed_dim=embed_dim,
+        hidden_dim=hidden_dim,
+        layers=layers,
+        cell=cell,
+        bidirectional=bidirectional,
+        dropout=dropout,
+    )
+    encoder = nn.Sequential(body, NormalHead(body.out_dim, latent_dim))
+    return VAE(encoder, likelihood, StandardNormalPrior(latent_dim))
