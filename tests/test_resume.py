@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from commands import AEVB
@@ -32,6 +33,7 @@ from aevb import (
     Shuffled,
     Trainer,
     TrainingDiverged,
+    Vocabulary,
     elbo,
     iwae_bound,
     labelled_subset,
@@ -41,6 +43,7 @@ from aevb import (
     per_example_elbo,
     semi_amortized_elbo,
     split,
+    text_vae,
 )
 from aevb.training.checkpoint import load_tensors
 from aevb.training.recipes import m2_objective
@@ -93,8 +96,20 @@ def _mean_field(data: dict[str, torch.Tensor]) -> Setup:
     return model, options, data["x"], None
 
 
+def _text(data: dict[str, torch.Tensor]) -> Setup:
+    """A sentence VAE with word dropout, a cyclical KL schedule and aggressive training."""
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(30)]
+    lines = [" ".join(rng.choice(words, rng.integers(1, 9))) for _ in range(240)]
+    x = Vocabulary.build(lines).encode(lines, max_length=8).ids
+    model = text_vae(35, 9, 3, embed_dim=8, hidden_dim=16, word_dropout=0.25)
+    options = {"kl_warmup_epochs": 1, "kl_schedule": "cyclical", "aggressive_steps": 10}
+    return model, options, x[:200], x[200:]
+
+
 KINDS = {
     "vae": _vae(elbo),
+    "text": _text,
     "iwae": _vae(functools.partial(iwae_bound, k=3, gradient="dreg")),
     "semi-amortized": _vae(functools.partial(semi_amortized_elbo, steps=2)),
     "m2": _m2,

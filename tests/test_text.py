@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from aevb import DataError, Trainer, log_px
+from aevb import ConfigError, DataError, Trainer, log_px
 from aevb.data import text
 from aevb.distributions import sequence
+from aevb.inference.objectives import kl_annealing
 from aevb.models.sequence import text_vae
+from aevb.training.aggressive import Aggressive
 
 LINES = ["To be, or not to be: that is the question.", "Whether 'tis nobler in the mind"]
 
@@ -170,3 +172,43 @@ def test_the_language_model_is_exact_and_a_vae_trains_on_shakespeare(shakespeare
     estimate = log_px(vae.eval(), x[2700:2750], 50)
     assert (estimate.log_px.mean() >= vae.elbo(x[2700:2750]).elbo.mean().item() - 0.5).item()
     assert all(len(line.split()) <= 16 for line in vocab.decode(vae.sample(5)))
+
+
+def test_kl_schedules() -> None:
+    assert [kl_annealing(s, 100) for s in (0, 50, 100, 150)] == [0.0, 0.5, 1.0, 1.0]
+    sigmoid = [kl_annealing(s, 100, "sigmoid") for s in (0, 50, 100)]
+    assert sigmoid == pytest.approx([1 / (1 + np.exp(5)), 0.5, 1.0])
+    cyclical = [kl_annealing(s, 100, "cyclical", cycles=2) for s in (0, 25, 50, 99, 100, 125, 200)]
+    assert cyclical == pytest.approx([0.0, 0.5, 1.0, 1.0, 0.0, 0.5, 1.0])  # Fu et al., R = 0.5
+    assert kl_annealing(7, 0, "cyclical") == 1.0
+    with pytest.raises(ConfigError, match="kl_schedule"):
+        Trainer(text_vae(9, 3, 2), kl_schedule="cosine")
+
+
+def test_aggressive_steps_move_the_encoder_alone() -> None:
+    torch.manual_seed(3)
+    vae = text_vae(9, 4, 2, embed_dim=4, hidden_dim=8)
+    x = torch.tensor([[4.0, 5.0, 3.0, 0.0], [6.0, 3.0, 0.0, 0.0]]).repeat(10, 1)
+    aggressive = Aggressive(vae, max_steps=7, window=3)
+    encoder = [p.detach().clone() for p in vae.encoder.parameters()]
+    decoder = [p.detach().clone() for p in vae.decoder.parameters()]
+    optimizer = torch.optim.Adam(vae.parameters(), lr=1e-2)
+
+    def step(batch: torch.Tensor) -> torch.Tensor:
+        loss = -vae.elbo(batch).elbo.mean()
+        optimizer.zero_grad()
+        loss.backward()
+        aggressive.only_encoder()
+        optimizer.step()
+        return loss
+
+    taken = aggressive.encoder_steps(step, x, 5, torch.Generator().manual_seed(0))
+    assert 3 <= taken <= 7
+    assert all(torch.equal(a, b) for a, b in zip(decoder, vae.decoder.parameters(), strict=True))
+    assert not any(
+        torch.equal(a, b) for a, b in zip(encoder, vae.encoder.parameters(), strict=True)
+    )
+    record = aggressive.end_epoch(vae, x)  # the first epoch's I(x; z) rises from -inf
+    assert record["aggressive"] and record["valid_mutual_info"] == aggressive.mutual_info
+    aggressive.mutual_info += 1.0  # as if the last epoch had more: the phase ends
+    assert not aggressive.end_epoch(vae, x)["aggressive"] and not aggressive.active

@@ -249,3 +249,28 @@ def linear_warmup(step: int, num_steps: int) -> float:
     Multiply ``beta`` by it; ``num_steps == 0`` means no warm-up.
     """
     return 1.0 if num_steps <= 0 else min(1.0, step / num_steps)
+
+
+KL_SCHEDULES = ("linear", "sigmoid", "cyclical")
+
+
+def kl_annealing(step: int, num_steps: int, schedule: str = "linear", cycles: int = 4) -> float:
+    """The KL weight's factor at ``step`` of an annealing over ``num_steps`` (0: none, 1.0).
+
+    ``"linear"``: min(1, step / num_steps) (Bowman et al. 2016; Sønderby et al. 2016);
+    ``"sigmoid"``: the logistic 1 / (1 + exp(-10 (step / num_steps - 1/2))), then 1 (Bowman
+    et al.'s shape); ``"cyclical"``: ``cycles`` cycles of ``num_steps`` steps each, rising
+    linearly over the first half of each and held at 1 over the second, then 1 (Fu et al.
+    2019, R = 0.5).
+    """
+    if num_steps <= 0:
+        return 1.0
+    if schedule == "linear":
+        return min(1.0, step / num_steps)
+    if schedule == "sigmoid":
+        return 1.0 if step >= num_steps else 1.0 / (1.0 + math.exp(-10 * (step / num_steps - 0.5)))
+    if schedule == "cyclical":
+        if step >= cycles * num_steps:
+            return 1.0
+        return min(1.0, 2 * (step % num_steps) / num_steps)
+    raise ConfigError(f"unknown KL schedule {schedule!r}; choose one of {KL_SCHEDULES}")

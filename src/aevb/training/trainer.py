@@ -36,9 +36,10 @@ from tqdm.auto import tqdm
 from ..data.ondisk import Rows
 from ..errors import ConfigError, TrainingDiverged
 from ..evaluation.metrics import evaluate
-from ..inference.objectives import ELBOTerms, Terms, elbo, linear_warmup
+from ..inference.objectives import KL_SCHEDULES, ELBOTerms, Terms, elbo, kl_annealing
 from ..models.vae import VAE, checked_inputs
 from ..nn.utils import checked_device, device_of
+from .aggressive import Aggressive
 from .checkpoint import (
     load_json,
     load_metadata,
@@ -94,7 +95,12 @@ class Trainer:
             objective's own bound on ``valid``: the ELBO, or IWAE_k for ``iwae_bound``; or
             ``validate``'s score; ``None``: never stop early). The best weights are restored
             at the end.
-        beta: KL weight; ``kl_warmup_epochs`` ramps it linearly from 0 over that many epochs.
+        beta: KL weight; ``kl_warmup_epochs`` anneals it from 0 over that many epochs, by
+            ``kl_schedule``: ``"linear"``, ``"sigmoid"`` or ``"cyclical"`` (``kl_cycles``
+            cycles of that length; :func:`aevb.inference.objectives.kl_annealing`).
+        aggressive_steps: aggressive inference-network training (He et al. 2019: 100): up to
+            this many encoder steps before each decoder step, until I(x; z) on ``valid``
+            stops rising (:mod:`aevb.training.aggressive`); 0: off.
         clip_grad_norm: clip the gradient's global norm to this value (``None``: no clipping).
         max_seconds: stop after the first epoch that ends past this wall time of ``fit``.
         seed: seeds parameter-free randomness (shuffling, z samples) for reproducible runs.
@@ -136,6 +142,9 @@ class Trainer:
         patience: int | None = None,
         beta: float = 1.0,
         kl_warmup_epochs: int = 0,
+        kl_schedule: str = "linear",
+        kl_cycles: int = 4,
+        aggressive_steps: int = 0,
         clip_grad_norm: float | None = None,
         max_seconds: float | None = None,
         seed: int = 0,
@@ -152,6 +161,11 @@ class Trainer:
     ) -> None:
         if not (batch_size >= 1 and max_epochs >= 0 and lr > 0):  # written so that NaN fails
             raise ConfigError(f"need batch_size >= 1, max_epochs >= 0, lr > 0: {batch_size}, {lr}")
+        if kl_schedule not in KL_SCHEDULES or kl_cycles < 1:
+            raise ConfigError(
+                f"kl_schedule must be one of {KL_SCHEDULES} and kl_cycles >= 1, got "
+                f"{kl_schedule!r}, {kl_cycles}"
+            )
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if device is not None:
@@ -164,6 +178,10 @@ class Trainer:
         self.learning_rates = (lr, sparse_lr or lr)  # as asked; the optimizers decay them
         self.lr_decay, self.batch_size, self.max_epochs = lr_decay, batch_size, max_epochs
         self.patience, self.beta, self.kl_warmup_epochs = patience, beta, kl_warmup_epochs
+        self.kl_schedule, self.kl_cycles = kl_schedule, kl_cycles
+        self._aggressive = (
+            Aggressive(model, max_steps=aggressive_steps) if aggressive_steps > 0 else None
+        )
         self.rank, self.world = rank_and_size()  # one process: (0, 1)
         if self.world > 1 and len(self.optimizers) > 1:
             raise ConfigError("per-example (sparse) parameters are not trained over processes")
@@ -221,9 +239,16 @@ class Trainer:
                 "(e.g. aevb.training.recipes.validation_error(x, y) for M2)"
             )
         data, valid = checked_inputs(self.model, data, valid)
+        if self._aggressive is not None and (valid is None or self.world > 1):
+            raise ConfigError(
+                "aggressive training ends when I(x; z) on the validation data stops rising: "
+                "give valid data, and train it in one process"
+            )
         steps_per_epoch = self.sampler.num_steps(data)
         if resume:
             self._load_state()
+            if self._aggressive is not None:
+                self._aggressive.restore(self.history)
         else:
             torch.manual_seed(self.seed)
             self._generator.manual_seed(self.seed)
@@ -247,6 +272,8 @@ class Trainer:
                 objective = cast(Callable[..., ELBOTerms], self.objective)
                 scores = evaluate(cast(VAE, self.model), valid, self.eval_batch_size, objective)
                 record.update(_prefixed("valid", scores))
+                if self._aggressive is not None:
+                    record.update(self._aggressive.end_epoch(self.model, valid))
             self.model.eval()
             if self.validate is not None:
                 record["valid_score"] = self.validate(self.model)
@@ -287,9 +314,13 @@ class Trainer:
                 part[self.rank :: self.world].to(device, non_blocking=True) for part in batch
             )
             self._examples += sum(part.shape[0] for part in batch if part.dim() > 1)
-            beta = self.beta * linear_warmup(self.step, warmup_steps)
-            low = self.precision == "bfloat16"
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=low):
+            beta = self.beta * kl_annealing(
+                self.step, warmup_steps, self.kl_schedule, self.kl_cycles
+            )
+            aggressive = self._aggressive is not None and self._aggressive.active
+            if aggressive:  # the encoder catches up first; then the decoder's step
+                self._encoder_steps(data[0], beta)
+            with self._autocast(device):
                 terms = self._step_objective(self.model, *batch, beta=beta)
             loss = terms.loss
             finite = bool(torch.isfinite(loss))
@@ -301,6 +332,8 @@ class Trainer:
             for optimizer in self.optimizers:
                 optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if aggressive:
+                cast(Aggressive, self._aggressive).only_decoder()
             if self.world > 1:
                 average_gradients(self.model, batch[0].shape[0])
             if self.clip_grad_norm is not None:  # dense parameters: per-example rows are apart
@@ -332,6 +365,27 @@ class Trainer:
                 counts[name] = int(sum_over_ranks(torch.tensor(counts[name])))
             record[f"train_{name}"] = float(total) / counts[name] if counts[name] else None
         return record
+
+    def _autocast(self, device: torch.device) -> torch.autocast:
+        low = self.precision == "bfloat16"
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=low)
+
+    def _encoder_steps(self, x: Rows, beta: float) -> None:
+        aggressive, device = cast(Aggressive, self._aggressive), device_of(self.model)
+
+        def step(batch: torch.Tensor) -> torch.Tensor:
+            batch = batch.to(device)
+            with self._autocast(device):
+                loss = self._step_objective(self.model, batch, beta=beta).loss
+            for optimizer in self.optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            aggressive.only_encoder()
+            for optimizer in self.optimizers:
+                optimizer.step()
+            return loss
+
+        aggressive.encoder_steps(step, x, self.batch_size, self._generator)
 
     def _should_stop(self, valid: Rows | None) -> bool:
         has_valid = valid is not None or self.validate is not None
