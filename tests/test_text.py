@@ -122,7 +122,7 @@ def test_one_step_is_a_categorical_of_z() -> None:
     body = vae.decoder.body
     h, _ = body.rnn(torch.cat([body.embed.weight[[sequence.BOS] * 5], z], -1)[:, None],
                     body.initial_state(z))  # fmt: skip
-    logits = body.out(h[:, 0]).index_fill(-1, torch.tensor([0, 2]), -torch.inf)
+    logits = body.logits(h[:, 0]).index_fill(-1, torch.tensor([0, 2]), -torch.inf)
     expected = torch.distributions.Categorical(logits=logits).log_prob(x[:, 0].long())
     torch.testing.assert_close(vae.decode(z).log_prob(x), expected)
 

@@ -3,9 +3,10 @@
 A datum is a row of ``length`` float ids ``[w_1, ..., w_n, </s>, <pad>, ...]``
 (:mod:`aevb.data.text`); log p(x|z) = sum_{t <= n + 1} log p(x_t | x_<t, z) over the real
 steps, ``</s>`` included and padding not, so appending padding changes nothing. The decoder is
-any module ``(z (N, D), inputs (N, T) long, state) -> (logits (N, T, V), state)`` with a
-``vocab_size`` (:class:`aevb.nn.recurrent.RNNDecoder`); it is run with teacher forcing, in
-chunks of rows when no gradient is needed (IS with thousands of proposals).
+any module ``(z (N, D), inputs (N, T) long, state) -> (h (N, T, H), state)`` with
+``logits(h) -> (..., V)`` and a ``vocab_size`` (:class:`aevb.nn.recurrent.RNNDecoder`); it is
+run with teacher forcing, the vocabulary's projection only at real steps, in chunks of rows
+when no gradient is needed (IS with thousands of proposals).
 """
 
 from __future__ import annotations
@@ -80,9 +81,12 @@ class TokenSequence(Distribution):
             drop = torch.rand(inputs.shape, device=inputs.device) < self.word_dropout
             drop[:, 0] = False  # <s> stays: it starts every sentence
             inputs = inputs.masked_fill(drop & (inputs != PAD), UNK)
-        logits, _ = self.decoder(z, inputs)
-        log_p = self._next_log_p(logits).gather(-1, ids[..., None])[..., 0]
-        return log_p.masked_fill(ids == PAD, 0.0).sum(-1)
+        h, _ = self.decoder(z, inputs)
+        real = ids != PAD  # the projection on the vocabulary at real steps only
+        row, place = real.nonzero(as_tuple=True)  # in the order of h[real]
+        log_p = self._log_p(self.decoder.logits(h[real]), place)
+        per_step = log_p.gather(-1, ids[real][:, None])[:, 0]
+        return per_step.new_zeros(ids.shape[0]).index_add(0, row, per_step)
 
     @property
     def mean(self) -> torch.Tensor:
@@ -95,16 +99,16 @@ class TokenSequence(Distribution):
     def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
         return self._generate(torch.Size(sample_shape), greedy=False)
 
-    def _next_log_p(self, logits: torch.Tensor, start: int = 0) -> torch.Tensor:
-        """Log-probabilities of the ids at places ``start, start + 1, ...`` from ``logits
-        (N, T, V)``: never ``<pad>`` or ``<s>``, and ``</s>`` for certain at the row's last
-        place, so that the rows of the support have probabilities summing to one."""
+    def _log_p(self, logits: torch.Tensor, place: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities of the next id from ``logits (n, V)`` at row places ``place (n,)``:
+        never ``<pad>`` or ``<s>``, and ``</s>`` for certain at the row's last place, so that
+        the rows of the support have probabilities summing to one."""
         logits = logits.float().clone()
-        logits[..., [PAD, BOS]] = -torch.inf
-        last = self.length - 1 - start
-        if 0 <= last < logits.shape[1]:
-            logits[:, last] = -torch.inf
-            logits[:, last, EOS] = 0.0
+        logits[:, [PAD, BOS]] = -torch.inf
+        last = place == self.length - 1
+        if bool(last.any()):
+            only_end = torch.arange(logits.shape[1], device=logits.device) == EOS
+            logits[last] = torch.where(only_end, 0.0, -torch.inf)
         return logits.log_softmax(-1)
 
     @torch.no_grad()
@@ -115,8 +119,10 @@ class TokenSequence(Distribution):
         done = torch.zeros(len(z), dtype=torch.bool, device=z.device)
         state = None
         for t in range(self.length):
-            logits, state = self.decoder(z, token, state)
-            log_p = self._next_log_p(logits, t)[:, -1]
+            h, state = self.decoder(z, token, state)
+            log_p = self._log_p(
+                self.decoder.logits(h[:, -1]), torch.full((len(z),), t, device=z.device)
+            )
             step = log_p.argmax(-1) if greedy else torch.multinomial(log_p.exp(), 1)[:, 0]
             step = step.masked_fill(done, PAD)
             out[:, t], done = step, done | (step == EOS)
@@ -141,8 +147,9 @@ class TokenSequence(Distribution):
         padding[PAD] = 0.0  # a finished beam continues with padding at no cost
         state = None
         for t in range(self.length):
-            logits, state = self.decoder(z_beams, token, state)
-            log_p = self._next_log_p(logits, t)[:, -1].reshape(n, width, v)
+            h, state = self.decoder(z_beams, token, state)
+            place = torch.full((len(z_beams),), t, device=z.device)
+            log_p = self._log_p(self.decoder.logits(h[:, -1]), place).reshape(n, width, v)
             log_p = torch.where(done[..., None], padding, log_p)
             scores, best = (scores[..., None] + log_p).reshape(n, -1).topk(width, dim=-1)
             beam, step = best // v, best % v

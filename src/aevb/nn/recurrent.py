@@ -77,8 +77,10 @@ class RNNDecoder(nn.Module):
     language model. Embedding ``dropout`` as Bowman et al. trained.
 
     Shapes:
-        ``z (N, latent_dim)``, ``inputs (N, T)`` long ids -> logits ``(N, T, vocab_size)``
-        and the state after the last step (to continue one step at a time).
+        ``z (N, latent_dim)``, ``inputs (N, T)`` long ids -> hidden states ``(N, T, H)`` and
+        the state after the last step (to continue one step at a time); :meth:`logits` maps
+        hidden states ``(..., H)`` to next-token logits ``(..., vocab_size)``, so that a
+        caller projects only the steps it needs (the vocabulary's projection dominates).
     """
 
     def __init__(
@@ -126,4 +128,7 @@ class RNNDecoder(nn.Module):
         if self.z_every_step:
             e = torch.cat([e, z[:, None, :].expand(-1, inputs.shape[1], -1).to(e.dtype)], -1)
         h, state = self.rnn(e, self.initial_state(z) if state is None else state)
-        return self.out(h), state
+        return h, state
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.out(h)
