@@ -116,3 +116,23 @@ def text_vae(
     )
     encoder = nn.Sequential(body, NormalHead(body.out_dim, latent_dim))
     return VAE(encoder, likelihood, StandardNormalPrior(latent_dim))
+
+
+@torch.no_grad()
+def homotopies(
+    model: VAE, starts: torch.Tensor, ends: torch.Tensor, num_steps: int = 5, *, beam: int = 0
+) -> torch.Tensor:
+    """Decode points on the line between the codes of two sentences (Bowman et al. 2016,
+    Table 8): z = (1 - t) E_q[z|start] + t E_q[z|end], t = 0, 1/(num_steps-1), ..., 1.
+
+    Decoding is greedy (``beam = 0``) or by beam search with ``beam`` beams.
+
+    Returns:
+        ``(R, num_steps, length)`` float ids, one row of sentences per ``(start, end)`` pair.
+    """
+    z_start, z_end = model.encode(starts).mean, model.encode(ends).mean  # (R, D)
+    t = torch.linspace(0, 1, num_steps, dtype=z_start.dtype)[None, :, None]
+    z = ((1 - t) * z_start[:, None] + t * z_end[:, None]).reshape(-1, z_start.shape[-1])
+    px = model.decode(z)
+    rows = px.beam_search(beam) if beam > 0 else px.mean  # type: ignore[attr-defined]
+    return rows.reshape(len(starts), num_steps, -1)
