@@ -56,7 +56,7 @@ import torch
 
 from aevb import load_run, log_px, train_run
 from aevb.cli.config import config_from_dict
-from aevb.cli.runs import load_run_data
+from aevb.cli.data import load_run_data
 from aevb.evaluation import summarize
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -13,7 +13,7 @@ from commands import aevb as run_command
 
 from aevb import load_dataset, load_run, train_run
 from aevb.cli.config import RunConfig, config_from_dict, load_config
-from aevb.cli.runs import load_run_data
+from aevb.cli.data import load_run_data
 from aevb.training.checkpoint import load_tensors
 
 SMALL = ["--epochs", "3", "--hidden-dims", "32,32", "--latent-dim", "3", "--quiet"]

@@ -12,7 +12,7 @@ import torch
 from test_cli import _fails_cleanly, aevb
 
 from aevb import load_dataset, load_run
-from aevb.cli.runs import load_run_data
+from aevb.cli.data import load_run_data
 
 TINY = ["--epochs", "2", "--hidden-dims", "64", "--latent-dim", "4", "--quiet"]
 DIGITS = ["--data", "digits-binary", "--likelihood", "bernoulli"]

@@ -164,7 +164,7 @@ def test_figures_do_not_change_the_trained_model(image_run: Path) -> None:
 
     run = load_run(image_run)
     before = {k: v.clone() for k, v in run.model.state_dict().items()}
-    from aevb.cli.runs import load_run_data
+    from aevb.cli.data import load_run_data
     from aevb.viz.report import draw_figures
 
     draw_figures(run, load_run_data(run.config)[2], what=["samples", "kl"])
@@ -178,7 +178,7 @@ def test_default_run_separates_the_digit_classes_in_its_latent_space(tmp_path: P
 
     from aevb import encode_means
     from aevb.cli.config import RunConfig
-    from aevb.cli.runs import load_run_data
+    from aevb.cli.data import load_run_data
 
     run = train_run(RunConfig(), tmp_path / "default", progress=False)
     assert (run.path / "report.html").exists() and (run.path / "latent.gif").exists()

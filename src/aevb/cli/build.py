@@ -38,6 +38,7 @@ from ..models.hierarchy import hierarchical_vae
 from ..models.priors import LearnedNormalPrior, MixturePrior, StandardNormalPrior, VampPrior
 from ..models.quantized import Codebook, CodePrior, VQHead
 from ..models.semisupervised import SemiSupervisedVAE, mlp_m2
+from ..models.sequence import text_vae
 from ..models.vae import VAE
 from ..nn.conv import ConvDecoder, ConvEncoder
 from ..nn.mlp import ACTIVATIONS, MLP
@@ -107,10 +108,16 @@ def _discrete_prior(config: ModelConfig, encoder: nn.Module, *, learned: bool) -
 
 
 def build_model(
-    config: ModelConfig, data_dim: int, image_shape: tuple[int, ...] | None = None
+    config: ModelConfig,
+    data_dim: int,
+    image_shape: tuple[int, ...] | None = None,
+    vocab_size: int | None = None,
 ) -> VAE:
     """The :class:`aevb.VAE` a :class:`ModelConfig` describes, for data of ``data_dim``
-    (images of ``image_shape`` ``(C, H, W)``, which convolutional bodies need)."""
+    (images of ``image_shape`` ``(C, H, W)``, which convolutional bodies need; rows of
+    ``data_dim`` token ids from a vocabulary of ``vocab_size``, which recurrent bodies need)."""
+    if config.body == "rnn":
+        return _text_model(config, data_dim, vocab_size)
     activation = ACTIVATIONS[config.activation]
     likelihood = LIKELIHOODS[config.likelihood](config)
     if config.posterior in ("categorical", "vq"):  # latent_dim variables or codes
@@ -144,6 +151,31 @@ def build_model(
         )
     encoder = nn.Sequential(encoder_body, posterior)
     return VAE(encoder, decoder, PRIORS[config.prior](config, data_dim, encoder))
+
+
+def _text_model(config: ModelConfig, length: int, vocab_size: int | None) -> VAE:
+    """A sentence VAE (:func:`aevb.models.sequence.text_vae`) over rows of ``length`` ids."""
+    if vocab_size is None:
+        raise ConfigError("body = 'rnn' reads token ids: give text data (a .txt or .txt.gz file)")
+    if len(set(config.hidden_dims)) > 1:
+        raise ConfigError(
+            f"body = 'rnn' stacks recurrent layers of one width; hidden_dims = "
+            f"{list(config.hidden_dims)} differ: give equal widths, e.g. 256,256"
+        )
+    encoder_stub = nn.Identity()  # the Gaussian priors take no encoder
+    return text_vae(
+        vocab_size,
+        length,
+        config.latent_dim,
+        embed_dim=config.embed_dim,
+        hidden_dim=config.hidden_dims[0],
+        layers=len(config.hidden_dims),
+        cell=config.cell,
+        bidirectional=config.bidirectional,
+        word_dropout=config.word_dropout,
+        dropout=config.dropout,
+        prior=PRIORS[config.prior](config, length, encoder_stub),
+    )
 
 
 def _bodies(
@@ -269,6 +301,9 @@ def build_trainer(
         patience=train.patience,
         beta=train.beta,
         kl_warmup_epochs=train.kl_warmup_epochs,
+        kl_schedule=train.kl_schedule,
+        kl_cycles=train.kl_cycles,
+        aggressive_steps=train.aggressive_steps,
         clip_grad_norm=train.clip_grad_norm,
         max_seconds=train.max_seconds,
         seed=config.seed,

@@ -31,8 +31,10 @@ from ..training.distributed import leave, rank_and_size
 from ..viz.plots import interleave, save_image_grid
 from ..viz.report import draw_figures, draw_label_figures, write_report
 from .config import SECTIONS, RunConfig, describe_config, load_config, override
+from .data import load_like, load_run_data
 from .folders import check_out_folder
-from .runs import Run, load_like, load_run, load_run_data, train_run
+from .runs import Run, load_run, train_run
+from .text import text_samples, write_lines
 
 # -- commands -------------------------------------------------------------------------------
 
@@ -129,9 +131,14 @@ def sample(args: argparse.Namespace) -> int:
         x = model.sample(labels.repeat_interleave(columns), mean=args.mean)
     elif args.label is not None:
         raise DataError(f"{run.path} is an unconditional VAE: --label needs an m2 or cvae run")
+    elif run.vocabulary is not None:
+        x = text_samples(run, args.num, greedy=args.mean, beam=args.beam, between=args.between)
+    elif args.beam or args.between:
+        raise DataError(f"{run.path} is not a text run: --beam and --between decode sentences")
     else:
         x = model.sample(args.num, mean=args.mean)
-    path = _write(x, args.out or run.path / "samples.png", run, num_columns=columns)
+    default = "samples.txt" if run.vocabulary is not None else "samples.png"
+    path = _write(x, args.out or run.path / default, run, num_columns=columns)
     print(f"wrote {len(x)} samples to {path}")
     return 0
 
@@ -181,8 +188,11 @@ def reconstruct(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     x = _run_input(run, args.data)[: args.num]
     reconstruction = run.vae.reconstruct(x)
-    out = args.out or run.path / "reconstructions.png"
-    if Path(out).suffix == ".png":
+    default = "reconstructions.txt" if run.vocabulary is not None else "reconstructions.png"
+    out = args.out or run.path / default
+    if Path(out).suffix == ".txt":  # each line, then its reconstruction
+        path = write_lines(run, interleave(x, reconstruction), Path(out), pairs=True)
+    elif Path(out).suffix == ".png":
         path = _write(interleave(x, reconstruction), out, run, num_columns=8)
     else:
         path = _write(reconstruction, out, run)
@@ -193,9 +203,9 @@ def reconstruct(args: argparse.Namespace) -> int:
 def plot(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     if args.data:
-        data = load_like(run.config, args.data)
+        data = load_like(run.config, args.data, vocabulary=run.vocabulary)
     else:
-        train, _, test = load_run_data(run.config)
+        train, _, test = load_run_data(run.config, run.vocabulary)
         data = test if len(test) else train
     if isinstance(run.model, SemiSupervisedVAE):
         if run.image_shape is None:
@@ -245,19 +255,21 @@ def predict(args: argparse.Namespace) -> int:
 
 def _run_input(run: Run, source: str | None) -> torch.Tensor:
     """The data to encode: ``source``, or the run's own data; checked against the model."""
-    dataset = load_like(run.config, source or run.config.data.source)
+    dataset = load_like(run.config, source or run.config.data.source, vocabulary=run.vocabulary)
     run.vae.check_data(dataset.x)
     return dataset.in_memory
 
 
 def _write(x: torch.Tensor, out: str | Path, run: Run, num_columns: int | None = None) -> Path:
     out = Path(out)
+    if out.suffix == ".txt":
+        return write_lines(run, x, out)
     if out.suffix == ".png":
         if run.image_shape is None:
             raise DataError(f"{run.path} holds no image data: write .npy or .csv instead of .png")
         return save_image_grid(x, run.image_shape, out, num_columns=num_columns)
     if out.suffix not in (".npy", ".csv"):
-        raise DataError(f"unknown output format {out.suffix!r}: use .png, .npy or .csv")
+        raise DataError(f"unknown output format {out.suffix!r}: use .png, .npy, .csv or .txt")
     _save_array(x.numpy(), out)
     return out
 

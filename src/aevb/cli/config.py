@@ -54,6 +54,11 @@ class DataConfig:
     labels: str | None = None  # m2/cvae: a column or a file; None: the dataset's own
     num_labelled: int | None = None  # keep this many training labels (balanced), hide the rest
     stream: bool = False  # read .npy/.csv/Parquet rows from disk a batch at a time
+    valid_source: str | None = None  # text: validation lines from their own file ...
+    test_source: str | None = None  # ... and test lines (a fixed split)
+    max_length: int = 50  # text: words kept per line (longer lines are cut, and counted)
+    vocab_size: int = 10_000  # text: most frequent tokens of the training lines (+ specials)
+    lowercase: bool = False  # text: fold case before building the vocabulary
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,12 @@ class ModelConfig:
     latent_dim: int = 2
     hidden_dims: tuple[int, ...] = (200, 200)
     activation: str = "relu"
-    body: str = "mlp"  # mlp, conv (strided convolutions), resnet (conv + residual blocks)
+    body: str = "mlp"  # mlp, conv (strided convolutions), resnet (conv + residual blocks), rnn
+    cell: str = "lstm"  # rnn: lstm or gru; hidden_dims: one layer per entry (equal widths)
+    embed_dim: int = 256  # rnn: word embeddings
+    bidirectional: bool = True  # rnn: the encoder reads each line both ways
+    word_dropout: float = 0.0  # rnn: input words replaced by <unk> while training (Bowman)
+    dropout: float = 0.0  # rnn: on embeddings and between stacked layers
     channels: tuple[int, ...] = (32, 64)  # conv/resnet: channels of each stride-2 stage
     norm: str = "none"  # conv/resnet: normalization after each convolution
     spatial_latents: bool = False  # conv/resnet: z_1 is latent_dim channels on the last map
@@ -108,6 +118,9 @@ class TrainConfig:
     patience: int | None = 20
     beta: float = 1.0
     kl_warmup_epochs: int = 30
+    kl_schedule: str = "linear"  # or sigmoid, cyclical (kl_cycles cycles of kl_warmup_epochs)
+    kl_cycles: int = 4
+    aggressive_steps: int = 0  # encoder steps per decoder step, aggressive phase (He et al.)
     free_bits: float = 0.0
     num_samples: int = 1
     analytic_kl: bool = True
@@ -161,7 +174,9 @@ LIKELIHOODS = (
     "categorical",
     "discretized-logistic",
 )
-BODIES = ("mlp", "conv", "resnet")
+BODIES = ("mlp", "conv", "resnet", "rnn")
+CELLS = ("lstm", "gru")
+KL_SCHEDULES = ("linear", "sigmoid", "cyclical")
 NORMS = ("none", "batch", "group", "layer")
 HIERARCHIES = ("bottom-up", "ladder")
 PRIORS = (
@@ -195,6 +210,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "kind": KINDS,
     "pseudo_inputs": ("noise", "data"),
     "body": BODIES,
+    "cell": CELLS,
+    "kl_schedule": KL_SCHEDULES,
     "norm": NORMS,
     "hierarchy": HIERARCHIES,
     "precision": ("float32", "bfloat16"),
@@ -244,7 +261,38 @@ def _check_combinations(config: RunConfig, where: str) -> None:
     layers = bool(model.latent_layers)
     discrete = model.posterior in DISCRETE_POSTERIORS
     vq = model.posterior == "vq"
+    text = str(config.data.source).lower().endswith((".txt", ".txt.gz"))
+    rnn = model.body == "rnn"
     rules = [
+        (
+            text != rnn,
+            f"source = {config.data.source!r} with body = {model.body!r}: text files (.txt, "
+            ".txt.gz, one sentence per line) are read by recurrent networks, and they read "
+            "only text: use body = 'rnn' with a text file, another body with other data",
+        ),
+        (
+            rnn
+            and (
+                model.kind != "vae"
+                or model.posterior != "diagonal"
+                or model.prior not in ("standard-normal", "learned-normal", "mixture")
+                or bool(model.latent_layers)
+                or config.data.stream
+                or train.inference != "amortized"
+            ),
+            "a sentence VAE (body = 'rnn') has one diagonal Gaussian latent layer with a "
+            "standard-normal, learned-normal or mixture prior, amortized inference, kind = "
+            "'vae', and its lines in memory (no stream)",
+        ),
+        (
+            not text and (config.data.valid_source or config.data.test_source) is not None,
+            "valid_source and test_source give held-out lines of a text file; other data are "
+            "split by valid_fraction and test_fraction",
+        ),
+        (
+            (config.data.valid_source is None) != (config.data.test_source is None),
+            "give both valid_source and test_source (a fixed split), or neither",
+        ),
         (
             train.temperature_min > train.temperature,
             f"temperature_min ({train.temperature_min}) must not exceed the starting "
@@ -438,6 +486,9 @@ def _check_ranges(config: Any, where: str) -> None:
         "temperature_min",
         "codebook_size",
         "code_dim",
+        "max_length",
+        "embed_dim",
+        "kl_cycles",
     )
     for key in positive:
         value = getattr(config, key, 1)
@@ -454,6 +505,9 @@ def _check_ranges(config: Any, where: str) -> None:
         "temperature_rate",
         "commitment",
         "prior_epochs",
+        "aggressive_steps",
+        "word_dropout",
+        "dropout",
     )
     for key in nonnegative:  # (written so that NaN fails too)
         if hasattr(config, key) and not getattr(config, key) >= 0:
@@ -463,6 +517,11 @@ def _check_ranges(config: Any, where: str) -> None:
             f"{where}: valid_fraction + test_fraction must be below 1 (some rows must train), "
             f"got {config.valid_fraction} + {config.test_fraction}"
         )
+    for key, low, high in (("vocab_size", 5, None), ("word_dropout", 0, 1), ("dropout", 0, 1)):
+        value = getattr(config, key, None)
+        if value is not None and not (value >= low and (high is None or value < high)):
+            bounds = f">= {low}" if high is None else f"in [{low}, {high})"
+            raise ConfigError(f"{where}: {key} must be {bounds}, got {value}")
     for key in ("num_categories", "latent_categories"):
         if isinstance(config, ModelConfig) and getattr(config, key) < 2:
             raise ConfigError(f"{where}: {key} must be >= 2, got {getattr(config, key)}")

@@ -13,17 +13,20 @@ from ..evaluation.gaps import inference_gaps
 from ..evaluation.metrics import summarize
 from ..training.checkpoint import save_json
 from ..viz.report import write_report
-from .runs import Run, load_like, load_run, load_run_data
+from .data import load_like, load_run_data
+from .runs import Run, load_run
 
 
 def evaluate(args: argparse.Namespace) -> int:
     run = load_run(args.run)
+    vocabulary = run.vocabulary
     if args.data:
-        data = load_like(run.config, args.data, stream=run.config.data.stream)
+        data = load_like(
+            run.config, args.data, stream=run.config.data.stream, vocabulary=vocabulary
+        )
     else:
-        data = dict(zip(("train", "valid", "test"), load_run_data(run.config), strict=True))[
-            args.split
-        ]
+        parts = load_run_data(run.config, vocabulary)
+        data = dict(zip(("train", "valid", "test"), parts, strict=True))[args.split]
     x = data.x[: args.num] if args.num else data.x  # rows on disk stay there unless cut
     run.vae.check_data(x)
     if args.gaps:
@@ -74,7 +77,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
         ),
         ("  effective sample size, median", f"{summary['ess_median']:.1f} of {summary['k']}"),
         ("negative log-likelihood", f"{summary['nll']:.3f}"),
-        ("bits per dimension", f"{summary['bits_per_dim']:.4f}"),
+        *(
+            [("perplexity per word (</s> counted)", f"{summary['perplexity_per_word']:.2f}")]
+            if "perplexity_per_word" in summary
+            else [("bits per dimension", f"{summary['bits_per_dim']:.4f}")]
+        ),
         ("ELBO", f"{summary['elbo']:.3f}"),
         ("  E_q[log p(x|z)] (-distortion)", f"{summary['log_px_z']:.3f}"),
         ("  KL(q(z|x) || p(z)) (rate)", f"{summary['kl']:.3f}"),

@@ -36,6 +36,7 @@ RUN_FILES = (
     "evaluation.json",
     "gaps.json",
     "report.html",
+    "vocab.json",
 )
 
 

@@ -15,6 +15,11 @@ HELP = {
     "num_labelled": "m2: keep this many training labels, balanced over classes; hide the rest",
     "stream": "leave .npy/.csv/Parquet rows on disk and read them a batch at a time (data "
     "larger than memory)",
+    "valid_source": "text: validation lines from this file (with test_source: a fixed split)",
+    "test_source": "text: test lines from this file",
+    "max_length": "text: words kept per line; longer lines are cut, and the count reported",
+    "vocab_size": "text: the vocabulary's size, the most frequent tokens of the training lines",
+    "lowercase": "text: fold case before building the vocabulary",
     # [model]
     "kind": "the model: vae, m2 (semi-supervised, labels partly observed), cvae (conditional)",
     "m1": "m2/cvae over this VAE run's posterior means (M1+M2; Kingma et al. 2014)",
@@ -22,7 +27,14 @@ HELP = {
     "latent_dim": "size of the latent variable z",
     "hidden_dims": "widths of the encoder's hidden layers, comma-separated (decoder: reversed)",
     "activation": "activation of the hidden layers",
-    "body": "encoder and decoder networks: mlp, conv (images), resnet (conv + residual blocks)",
+    "body": "encoder and decoder networks: mlp, conv (images), resnet (conv + residual blocks), "
+    "rnn (text: a recurrent encoder and an autoregressive decoder, Bowman et al. 2016)",
+    "cell": "rnn: the recurrent cell; hidden_dims gives one layer per entry (equal widths)",
+    "embed_dim": "rnn: size of the word embeddings",
+    "bidirectional": "rnn: the encoder reads each line in both directions",
+    "word_dropout": "rnn: chance that an input word of the decoder is replaced by <unk> while "
+    "training (against posterior collapse)",
+    "dropout": "rnn: dropout on the embeddings and between stacked layers",
     "channels": "conv/resnet: channels of each stride-2 stage, comma-separated (decoder: reversed)",
     "norm": "conv/resnet: normalization after each convolution",
     "spatial_latents": "conv/resnet: z_1 is a map, latent_dim channels at each position of the "
@@ -58,7 +70,12 @@ HELP = {
     "optimizer": "the optimizer of the dense parameters",
     "patience": "stop after this many epochs without a better validation bound (none: never)",
     "beta": "weight of the KL term (beta-VAE; 1 is the ELBO)",
-    "kl_warmup_epochs": "ramp the KL weight linearly from 0 to beta over these epochs",
+    "kl_warmup_epochs": "anneal the KL weight from 0 to beta over these epochs",
+    "kl_schedule": "the annealing's shape: linear, sigmoid, or cyclical (kl_cycles cycles of "
+    "kl_warmup_epochs epochs, Fu et al. 2019)",
+    "kl_cycles": "cyclical: number of cycles before the weight stays at beta",
+    "aggressive_steps": "aggressive training (He et al. 2019): up to this many encoder steps "
+    "before each decoder step until I(x; z) stops rising (100 in the paper; 0: off)",
     "free_bits": "nats per latent dimension below which KL is not penalized",
     "num_samples": "z samples per example in the ELBO",
     "analytic_kl": "closed-form KL where one exists (else Monte Carlo)",
@@ -97,6 +114,8 @@ EXAMPLES = {
         "--latent-dim 20 --latent-categories 10 --prior uniform",
         "aevb train --data digits-binary --likelihood bernoulli --posterior vq --latent-dim 8 "
         "--codebook-size 64 --code-dim 4 --prior autoregressive --out runs/vq",
+        "aevb train --data lines.txt.gz --body rnn --latent-dim 32 --hidden-dims 256 "
+        "--free-bits 0.25 --kl-schedule cyclical --kl-warmup-epochs 2 --out runs/text",
     ],
     "sample": [
         "aevb sample runs/iwae --num 64 --out samples.png",

@@ -52,10 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
     sample.set_defaults(command="commands:sample")
     sample.add_argument("run", type=Path, help="run folder")
     sample.add_argument("--num", type=_positive_int, default=64, help="number of samples")
-    sample.add_argument("--mean", action="store_true", help="means of p(x|z), not draws")
+    sample.add_argument(
+        "--mean", action="store_true", help="means of p(x|z), not draws (text: greedy decoding)"
+    )
+    sample.add_argument("--beam", type=_count, default=0, help="text runs: beam search, N beams")
+    sample.add_argument(
+        "--between",
+        nargs=2,
+        metavar=("FROM", "TO"),
+        help="text runs: decode --num points on the line between two sentences' codes",
+    )
     sample.add_argument("--label", type=int, help="m2/cvae runs: only this label")
     sample.add_argument("--seed", type=int, default=0, help="seed of z ~ p(z) and x ~ p(x|z)")
-    sample.add_argument("--out", type=Path, help=".png, .npy or .csv (default RUN/samples.png)")
+    sample.add_argument(
+        "--out", type=Path, help=".png, .npy, .csv or .txt (default RUN/samples.png or .txt)"
+    )
 
     encode = _command(commands, "encode", help="write q(z|x) means and scales of data")
     encode.set_defaults(command="commands:encode")
@@ -72,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("run", type=Path, help="run folder")
     reconstruct.add_argument("--data", help="data file or name (default: the run's data)")
     reconstruct.add_argument("--num", type=_positive_int, default=32, help="number of examples")
-    reconstruct.add_argument("--out", type=Path, help=".png, .npy or .csv")
+    reconstruct.add_argument("--out", type=Path, help=".png, .npy, .csv or .txt (text runs)")
     plot = _command(commands, "plot", help="draw a run's figures and rewrite its report.html")
     plot.set_defaults(command="commands:plot")
     plot.add_argument("run", type=Path, help="run folder")

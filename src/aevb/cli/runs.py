@@ -9,7 +9,7 @@ figures of :mod:`aevb.viz.report` and ``report.html``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -17,12 +17,12 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..data.dataset import Dataset, split
+from ..data.dataset import Dataset
 from ..data.images import as_image_shape
-from ..data.loaders import load_dataset, with_labels
 from ..data.ondisk import Rows
+from ..data.text import Vocabulary
 from ..errors import CheckpointError, ConfigError
-from ..evaluation.metrics import evaluate
+from ..evaluation.metrics import collapse_metrics, evaluate
 from ..inference.local import fit_local, per_example_elbo
 from ..models.per_example import PerExampleVAE
 from ..models.priors import VampPrior
@@ -31,7 +31,6 @@ from ..models.semisupervised import (
     M1Features,
     SemiSupervisedVAE,
     error_rate,
-    labelled_subset,
 )
 from ..models.vae import VAE
 from ..nn.utils import checked_device
@@ -54,7 +53,9 @@ from .build import build_model, build_semi_supervised, build_trainer
 from .callbacks import snapshots_of, tensorboard_of
 from .codes import vq_steps
 from .config import RunConfig, config_from_dict, config_to_dict
+from .data import load_run_data, num_classes
 from .folders import check_out_folder, clear_run, locked
+from .text import VOCABULARY, run_vocabulary, vocabulary_digest
 
 
 @dataclass
@@ -72,6 +73,11 @@ class Run:
         return int(self.metrics["data_dim"])
 
     @property
+    def vocabulary(self) -> Vocabulary | None:
+        """A text run's vocabulary (``None`` for other data), checked against the run."""
+        return run_vocabulary(self.path, self.metrics.get("vocab_sha256"))
+
+    @property
     def vae(self) -> VAE:
         """The model as a :class:`aevb.VAE`; an M2 or conditional-VAE run is an error."""
         if not isinstance(self.model, VAE):
@@ -80,41 +86,6 @@ class Run:
                 "aevb predict, aevb sample or aevb plot with it"
             )
         return self.model
-
-
-def load_like(
-    config: RunConfig, source: str, *, labels: str | None = None, stream: bool = False
-) -> Dataset:
-    """Data from ``source``, scaled and binarized as the run's own data were (``stream``:
-    left on disk, see :mod:`aevb.data.ondisk`)."""
-    data = config.data
-    return load_dataset(
-        source, binarize=data.binarize, scale=data.scale, labels=labels, stream=stream
-    )
-
-
-def load_run_data(config: RunConfig) -> tuple[Dataset, Dataset, Dataset]:
-    """The run's data, binarized as configured, split into train, valid and test by seed.
-
-    Semi-supervised and conditional runs carry labels (``data.labels``); ``num_labelled``
-    then hides all but that many training labels, balanced over classes and drawn by seed.
-    """
-    data = config.data
-    labelled = config.model.kind != "vae"
-    labels = data.labels if labelled else None
-    dataset = load_like(config, data.source, labels=labels, stream=data.stream)
-    if labelled and data.labels is None:
-        dataset = with_labels(dataset, None)  # the dataset's own labels, or a clear error
-    fractions = (data.valid_fraction, data.test_fraction)
-    train, valid, test = split(dataset, fractions, seed=config.seed)
-    if labelled and data.num_labelled is not None:
-        assert train.y is not None
-        per_class = data.num_labelled // _num_classes(dataset)
-        keep = labelled_subset(train.y, per_class, seed=config.seed)
-        hidden = torch.full_like(train.y, UNLABELLED)
-        hidden[keep] = train.y[keep]
-        train = replace(train, y=hidden)
-    return train, valid, test
 
 
 @dataclass
@@ -161,7 +132,9 @@ def train_run(
                 f"{out} was trained with other data/model options; resume it with the same "
                 "ones (only [train] options may change), or train into a new --out folder"
             )
-    train, valid, test = load_run_data(config)
+    digest = load_json(out / "run.json").get("vocab_sha256") if resume else None
+    vocabulary = run_vocabulary(out, digest) if resume else None
+    train, valid, test = load_run_data(config, vocabulary)
     torch.manual_seed(config.seed)
     plan = _plan(config, train, valid, test, resume)  # checks the data: nothing written yet
     if rank_and_size()[0] > 0:  # another process of a torchrun: trains its share, writes nothing
@@ -199,6 +172,10 @@ def _fit(
     """Train ``plan`` into ``out`` (locked), then test, draw and report."""
     train, valid, test = data
     facts = _run_facts(train, valid, test, **plan.facts)
+    if train.vocabulary is not None:  # a resumed run reads its own (run_vocabulary)
+        if not resume:
+            train.vocabulary.save(out / VOCABULARY)
+        facts["vocab_sha256"] = vocabulary_digest(out / VOCABULARY)
     if not resume:  # a resumed run's files change only once it has finished
         save_json(config_to_dict(config), out / "config.json")
         save_json(facts, out / "run.json")
@@ -235,8 +212,9 @@ def _fit(
 def _plan(config: RunConfig, train: Dataset, valid: Dataset, test: Dataset, resume: bool) -> _Plan:
     """Build the model of ``config`` and what the Trainer needs to fit it."""
     if config.model.kind != "vae":
-        return _semi_supervised_plan(config, train, valid, _num_classes(train, valid, test))
-    model = build_model(config.model, train.x.shape[1], train.image_shape)
+        return _semi_supervised_plan(config, train, valid, num_classes(train, valid, test))
+    vocab_size = len(train.vocabulary) if train.vocabulary is not None else None
+    model = build_model(config.model, train.x.shape[1], train.image_shape, vocab_size)
     for part in (train, valid, test):  # all before training (bad rows named as in the file),
         model.check_data(part.x, rows=part.rows)  # and before the pseudo-inputs draw
     vamp = [m for m in model.prior.modules() if isinstance(m, VampPrior)]  # a hierarchy's top
@@ -254,6 +232,9 @@ def _plan(config: RunConfig, train: Dataset, valid: Dataset, test: Dataset, resu
             facts={"inference": "mean-field"},
         )
     plan = _Plan(model, model, (train.x,), valid.x if len(valid) else None)
+    if config.model.body == "rnn":  # collapse is the question of sentence VAEs: watch it
+        watched = (valid if len(valid) else train).in_memory[:1000]
+        plan.epoch_metrics = lambda model: collapse_metrics(model, watched)
     if config.model.posterior == "vq":
         plan.epoch_metrics, plan.finish = vq_steps(config, model, train.x, plan.valid, test.x)
     return plan
@@ -335,15 +316,10 @@ def _run_facts(train: Dataset, valid: Dataset, test: Dataset, **extra: Any) -> d
         "num_train": len(train),
         "num_valid": len(valid),
         "num_test": len(test),
+        **({"vocab_size": len(train.vocabulary)} if train.vocabulary is not None else {}),
+        **({"data_notes": notes} if (notes := [*train.notes, *valid.notes, *test.notes]) else {}),
         **extra,
     }
-
-
-def _num_classes(*parts: Dataset) -> int:
-    """Classes of labelled data: its label names, or the largest label seen plus one."""
-    if parts[0].label_names:
-        return len(parts[0].label_names)
-    return max(int(part.y.max()) for part in parts if part.y is not None and len(part)) + 1
 
 
 def _m1_features(config: RunConfig, x: torch.Tensor | None = None) -> M1Features | None:
@@ -368,7 +344,8 @@ def load_run(path: str | Path, *, checkpoint: str = "model.safetensors") -> Run:
     with torch.random.fork_rng(devices=[]):  # weights not in the checkpoint: seeded, as trained
         torch.manual_seed(config.seed)
         if config.model.kind == "vae":
-            model = build_model(config.model, int(facts["data_dim"]), shape)
+            vocab_size = facts.get("vocab_size")
+            model = build_model(config.model, int(facts["data_dim"]), shape, vocab_size)
         else:
             features = _m1_features(config)
             dim, classes = facts["feature_dim"], facts["num_classes"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
@@ -23,6 +24,8 @@ class Dataset:
     splits: tuple[int, int, int] | None = None
     label_names: tuple[str, ...] | None = None  # y = i means label_names[i] (text labels)
     rows: torch.Tensor | None = None  # each example's row in the source (None: 0, 1, ...)
+    vocabulary: Any = None  # text: the aevb.data.text.Vocabulary the rows' ids index
+    notes: tuple[str, ...] = ()  # what loading changed, counted (e.g. lines cut), to report
 
     def __len__(self) -> int:
         return self.x.shape[0]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -24,6 +24,9 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from ..errors import DataError
 from ..files import write_text
+from .dataset import Dataset, split
+
+TEXT_SUFFIXES = (".txt", ".txt.gz")
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 SPECIALS = (PAD, UNK, BOS, EOS)  # ids 0, 1, 2, 3 in every vocabulary
@@ -183,3 +186,64 @@ class Vocabulary:
 def lengths(ids: torch.Tensor) -> torch.Tensor:
     """``(*batch,)`` tokens per row of ``ids (*batch, T)``, ``</s>`` counted, padding not."""
     return (ids != 0).sum(-1)
+
+
+def is_text(source: str | Path) -> bool:
+    """Whether ``source`` names a text file (``.txt`` or ``.txt.gz``: one sentence per line)."""
+    return str(source).lower().endswith(TEXT_SUFFIXES)
+
+
+def text_dataset(
+    lines: Sequence[str], vocabulary: Vocabulary, max_length: int, name: str
+) -> Dataset:
+    """``lines`` encoded as a :class:`Dataset` of id rows carrying ``vocabulary``; what was
+    changed (lines cut, unknown words) is in ``Dataset.notes``."""
+    encoded = vocabulary.encode(lines, max_length=max_length)
+    notes = (f"{name}: {encoded.report()}",) if encoded.report() else ()
+    return Dataset(encoded.ids, name=name, vocabulary=vocabulary, notes=notes)
+
+
+def load_text(
+    source: str | Path,
+    *,
+    valid_source: str | Path | None = None,
+    test_source: str | Path | None = None,
+    fractions: tuple[float, float] = (0.1, 0.1),
+    seed: int = 0,
+    max_length: int = 50,
+    vocab_size: int = 10_000,
+    lowercase: bool = False,
+    vocabulary: Vocabulary | None = None,
+) -> tuple[Dataset, Dataset, Dataset]:
+    """Train, valid and test sentences of a text file, as id rows of ``max_length + 1``.
+
+    Held-out lines come from ``valid_source`` and ``test_source`` when given (a fixed split),
+    else from a shuffled split of ``source`` by ``fractions`` and ``seed``. The vocabulary is
+    built on the training lines alone (``vocab_size`` tokens, special ones included), unless
+    ``vocabulary`` (a trained run's) is given. Empty lines are skipped and counted; lines cut
+    at ``max_length`` words and words outside the vocabulary are counted: each dataset's
+    ``notes`` say so.
+    """
+    lines, skipped = read_lines(source)
+    notes = [f"{source}: {skipped} empty lines skipped"] if skipped else []
+    if (valid_source is None) != (test_source is None):
+        raise DataError("give both valid_source and test_source (a fixed split), or neither")
+    if valid_source is not None and test_source is not None:
+        parts = [lines, read_lines(valid_source)[0], read_lines(test_source)[0]]
+    else:
+        rows = split(Dataset(torch.arange(len(lines))[:, None]), fractions, seed=seed)
+        parts = [[lines[i] for i in part.x[:, 0].tolist()] for part in rows]
+    if vocabulary is None:
+        vocabulary = Vocabulary.build(parts[0], max_size=vocab_size, lowercase=lowercase)
+    names = [f"{Path(source).name} ({part})" for part in ("train", "valid", "test")]
+    train, valid, test = (
+        text_dataset(part, vocabulary, max_length, name)
+        if part
+        else _empty(vocabulary, max_length, name)
+        for part, name in zip(parts, names, strict=True)
+    )
+    return replace(train, notes=(*notes, *train.notes)), valid, test
+
+
+def _empty(vocabulary: Vocabulary, max_length: int, name: str) -> Dataset:
+    return Dataset(torch.zeros(0, max_length + 1), name=name, vocabulary=vocabulary)

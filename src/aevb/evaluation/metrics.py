@@ -22,6 +22,7 @@ from ..data.ondisk import Rows
 from ..distributions.core import upcast
 from ..distributions.kl import kl_per_dim, kl_per_layer
 from ..distributions.quantized import Codes
+from ..distributions.sequence import TokenSequence
 from ..errors import ConfigError
 from ..inference.objectives import ELBOTerms, elbo
 from ..models.vae import VAE, as_rows
@@ -279,6 +280,17 @@ def bits_per_dim(log_px_nats: float, data_dim: int) -> float:
 MIN_ESS = 50.0  # below this median effective sample size, IS estimates get a warning
 
 
+def collapse_metrics(model: VAE, x: torch.Tensor, threshold: float = 0.01) -> dict[str, float]:
+    """What shows posterior collapse as it happens: active units (Burda et al. 2015) and the
+    mutual information I(x; z) of ELBO surgery on ``x`` (an epoch metric; a thousand rows
+    suffice). Keys ``valid_active_units`` and ``valid_mutual_info``."""
+    _, active = active_units(model, x, threshold)
+    return {
+        "valid_active_units": float(active.sum()),
+        "valid_mutual_info": elbo_surgery(model, x).mutual_info,
+    }
+
+
 def summarize(
     model: VAE,
     x: Rows,
@@ -341,6 +353,11 @@ def summarize(
         **(layers or {}),
         "warnings": [],
     }
+    if isinstance(model.decode(prior.sample((1,))), TokenSequence):  # sentences: per word
+        tokens = int((x[:] != 0).sum())  # text is held in memory
+        summary["tokens"] = tokens  # words and </s>
+        summary["perplexity_per_word"] = math.exp(-estimate.mean * x.shape[0] / tokens)
+        summary["bits_per_dim"] = None  # the padded row's length is no dimension of the text
     if isinstance(prior, Codes):  # a VQ-VAE: usage of the codebook, not of latent units
         summary.update(code_usage(code_indices(model, x), len(prior.codebook)))
         summary["warnings"] = [

@@ -64,6 +64,7 @@ def text_vae(
     dropout: float = 0.0,
     z_init: bool = True,
     z_every_step: bool = True,
+    prior: nn.Module | None = None,
 ) -> VAE:
     """A sentence VAE over rows of ``length`` token ids (:mod:`aevb.data.text`).
 
@@ -77,6 +78,7 @@ def text_vae(
             collapse (Bowman et al. 2016).
         dropout: on the embeddings (and between stacked layers).
         z_init, z_every_step: z sets the decoder's initial state / is read at every step.
+        prior: p(z) (``None``: N(0, I)).
 
     Example:
         >>> vae = text_vae(100, 12, 8, embed_dim=16, hidden_dim=32)
@@ -115,7 +117,7 @@ def text_vae(
         dropout=dropout,
     )
     encoder = nn.Sequential(body, NormalHead(body.out_dim, latent_dim))
-    return VAE(encoder, likelihood, StandardNormalPrior(latent_dim))
+    return VAE(encoder, likelihood, prior if prior is not None else StandardNormalPrior(latent_dim))
 
 
 @torch.no_grad()

@@ -14,8 +14,17 @@ FIGURES: dict[str, tuple[str, str]] = {
     "reconstructions": ("reconstructions.png", "Held-out inputs beside their reconstructions."),
     "interpolations": ("interpolations.png", "Decoded straight lines between encoded inputs."),
     "marginals": ("marginals.png", "Histograms of each column: data against model samples."),
-    "curves": ("learning_curves.png", "ELBO, reconstruction and KL per epoch (nats)."),
+    "curves": (
+        "learning_curves.png",
+        "ELBO, reconstruction and KL per epoch (nats); for text, active units and I(x; z).",
+    ),
     "kl": ("kl_per_dimension.png", "KL and activity per latent dimension."),
+    "sentences": (
+        "sentences.txt",
+        "Text: sentences from the prior (ancestral, then greedy), held-out lines each followed "
+        "by its greedy reconstruction from E_q[z|x], and homotopies: greedy decodings of five "
+        "points on the line between two lines' codes (Bowman et al. 2016, Table 8).",
+    ),
     "codes": (
         "code_usage.png",
         "VQ-VAE: how often held-out data use each code, most used first, and the codebook's "

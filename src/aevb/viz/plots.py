@@ -6,7 +6,8 @@ so importing aevb stays fast; every figure function writes a PNG (or GIF) and re
 - :func:`plot_prior_grid`: decoded latents on an even grid over [-3, 3]^2 (seed 003), or
   traversals of single dimensions for larger latent spaces;
 - :func:`plot_interpolations`: decoded straight lines between encoded inputs;
-- :func:`plot_learning_curves`, :func:`plot_kl_per_dimension`, :func:`plot_marginals`.
+- :func:`plot_marginals`: histograms of each column, data against samples (curves of training:
+  :mod:`aevb.viz.curves`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..files import atomic_path
 from ..models.vae import VAE
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,7 +77,7 @@ def save_image_grid(
     grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
     path = Path(path)
     with atomic_path(path) as tmp:  # cmap: grey grids only
-        _pyplot().imsave(tmp, grid, cmap="gray", vmin=0.0, vmax=1.0)
+        pyplot().imsave(tmp, grid, cmap="gray", vmin=0.0, vmax=1.0)
     return path
 
 
@@ -207,7 +208,7 @@ def plot_latent(
     title: str = "posterior means E_q[z|x]",
 ) -> Path:
     """Scatter of ``(n, latent_dim)`` posterior means coloured by label."""
-    plt = _pyplot()
+    plt = pyplot()
     points = project_2d(means.numpy(), method)
     figure, axes = plt.subplots(figsize=(5.5, 5), dpi=100)
     label_array = labels.numpy() if labels is not None else None
@@ -238,7 +239,7 @@ def animate_latent(
     """
     from matplotlib.animation import FuncAnimation, PillowWriter
 
-    plt = _pyplot()
+    plt = pyplot()
     stacked = torch.stack(list(snapshots)).numpy()  # (S, n, d)
     if stacked.shape[-1] > 2:
         project = _principal_axes(stacked[-1])
@@ -267,88 +268,6 @@ def animate_latent(
 # -- curves and bars ------------------------------------------------------------------------
 
 
-def plot_learning_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """ELBO, reconstruction term and KL per epoch, training and validation, in nats."""
-    plt = _pyplot()
-    epochs = [record["epoch"] for record in history]
-    figure, panels = plt.subplots(1, 3, figsize=(13, 3.6), dpi=100)
-    for axes, term, name in zip(
-        panels,
-        ("elbo", "log_px_z", "kl"),
-        ("ELBO", "E_q[log p(x|z)]", "KL(q(z|x) || p(z))"),
-        strict=True,
-    ):
-        for split in ("train", "valid"):
-            key = f"{split}_{term}"
-            if any(key in record for record in history):
-                axes.plot(epochs, [record.get(key, np.nan) for record in history], label=split)
-        axes.set(title=name, xlabel="epoch", ylabel="nats per example")
-        axes.legend()
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp)
-    plt.close(figure)
-    return Path(path)
-
-
-def plot_kl_per_dimension(
-    kl: torch.Tensor | None, activity: torch.Tensor, path: str | Path, threshold: float = 0.01
-) -> Path:
-    """Bars of the average KL per latent dimension (when defined) and of each unit's activity
-    Cov_x(E_q[z_j|x]); active units (activity > ``threshold``) are drawn in colour."""
-    plt = _pyplot()
-    dims = np.arange(len(activity))
-    active = (activity > threshold).numpy()
-    colours = np.where(active, "tab:blue", "lightgray")
-    panels_count = 2 if kl is not None else 1
-    figure, panels = plt.subplots(1, panels_count, figsize=(5 * panels_count, 3.4), dpi=100)
-    panels = np.atleast_1d(panels)
-    panels[-1].bar(dims, activity.numpy(), color=colours)
-    panels[-1].axhline(threshold, color="k", linewidth=0.8, linestyle="--")
-    panels[-1].set(
-        title=f"activity: {int(active.sum())} of {len(dims)} units active",
-        xlabel="latent dimension",
-        ylabel="Cov_x(E_q[z_j|x])",
-    )
-    if kl is not None:
-        panels[0].bar(dims, kl.numpy(), color=colours)
-        panels[0].set(title="KL per dimension", xlabel="latent dimension", ylabel="nats")
-    for axes in panels:
-        axes.set_xticks(dims if len(dims) <= 20 else dims[:: math.ceil(len(dims) / 20)])
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp)
-    plt.close(figure)
-    return Path(path)
-
-
-def plot_code_usage(
-    counts: torch.Tensor, history: Sequence[dict[str, Any]], path: str | Path
-) -> Path:
-    """A VQ-VAE's codebook: the share of assignments of each code (``counts (K,)``), sorted,
-    and the perplexity of the assignments per epoch (``code_perplexity`` in ``history``)."""
-    plt = _pyplot()
-    shares = (counts.double() / counts.sum()).sort(descending=True).values.numpy()
-    figure, panels = plt.subplots(1, 2, figsize=(10, 3.4), dpi=100)
-    panels[0].bar(np.arange(len(shares)), shares, width=1.0, color="tab:blue")
-    used = int((counts > 0).sum())
-    panels[0].set(
-        title=f"{used} of {len(shares)} codes used",
-        xlabel="code (most used first)",
-        ylabel="share of assignments",
-    )
-    epochs = [r["epoch"] for r in history if r.get("code_perplexity") is not None]
-    values = [r["code_perplexity"] for r in history if r.get("code_perplexity") is not None]
-    panels[1].plot(epochs, values, marker="." if len(values) < 30 else None)
-    panels[1].axhline(len(shares), color="k", linewidth=0.8, linestyle="--")
-    panels[1].set(title="perplexity of the code assignments", xlabel="epoch", ylabel="codes")
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp)
-    plt.close(figure)
-    return Path(path)
-
-
 def plot_marginals(
     data: torch.Tensor | np.ndarray,
     samples: torch.Tensor | np.ndarray,
@@ -365,7 +284,7 @@ def plot_marginals(
         densities: optional per-column true density ``grid -> density``, drawn as a curve
             (for synthetic data whose generating distribution is known).
     """
-    plt = _pyplot()
+    plt = pyplot()
     data, samples = np.asarray(data, dtype=np.float64), np.asarray(samples, dtype=np.float64)
     count = min(data.shape[1], max_columns)
     columns = min(count, 4)

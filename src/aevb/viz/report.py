@@ -20,21 +20,20 @@ from ..evaluation.codes import code_indices
 from ..evaluation.metrics import active_units, encode_means, kl_per_dimension
 from ..files import write_text
 from ..training.checkpoint import load_tensors
+from .curves import plot_code_usage, plot_kl_per_dimension, plot_learning_curves
 from .figures import FIGURES, SNAPSHOTS
 from .plots import (
     animate_latent,
     interleave,
     plot_analogies,
-    plot_code_usage,
     plot_conditional_samples,
     plot_interpolations,
-    plot_kl_per_dimension,
     plot_latent,
-    plot_learning_curves,
     plot_marginals,
     plot_prior_grid,
     save_image_grid,
 )
+from .sentences import write_sentences
 
 # name -> (file, caption); the order is the report's order.
 
@@ -97,7 +96,10 @@ def draw_figures(
         drawn["interpolations"] = plot_interpolations(
             model, x[:rows], x[rows : 2 * rows], shape, path["interpolations"]
         )
-    if not images and "marginals" in wanted:
+    vocabulary = getattr(run, "vocabulary", None)
+    if vocabulary is not None and "sentences" in wanted:
+        drawn["sentences"] = write_sentences(model, vocabulary, x, path["sentences"])
+    if not images and vocabulary is None and "marginals" in wanted:
         samples = model.sample(max(len(x), 1000))
         drawn["marginals"] = plot_marginals(x, samples, path["marginals"])
     history = read_metrics(folder)
@@ -189,6 +191,11 @@ def write_report(run: Any, *, title: str | None = None) -> Path:
 
 
 def _figure(path: Path, caption: str) -> str:
+    if path.suffix == ".txt":
+        return (
+            f"<figure><pre>{html.escape(path.read_text())}</pre>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
     mime = "image/gif" if path.suffix == ".gif" else "image/png"
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return (
