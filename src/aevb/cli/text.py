@@ -105,7 +105,7 @@ def text_samples(
 
 
 def write_lines(run: Run, x: torch.Tensor, out: Path, *, pairs: bool = False) -> Path:
-    """Id rows as text, one sentence per line (``pairs``: each input, then ``-> `` its
+    """Id rows as text, one sentence per line (``pairs``: each input, then "->" and its
     reconstruction), written whole."""
     vocabulary = run.vocabulary
     if vocabulary is None:

@@ -66,8 +66,8 @@ class Quantized(Distribution):
         index: ``(*batch, num_codes)`` index of the code chosen at each place (the nearest
             to ``z_e``'s vector there).
 
-    ``commitment`` (|z_e - sg(z_q)|^2, which keeps the encoder near its codes) and
-    ``codebook_loss`` (|sg(z_e) - z_q|^2, which moves codes learned by gradient towards the
+    ``commitment`` (``|z_e - sg(z_q)|^2``, which keeps the encoder near its codes) and
+    ``codebook_loss`` (``|sg(z_e) - z_q|^2``, which moves codes learned by gradient towards the
     encoder's output) are the VQ-VAE's two extra terms, per example.
     """
 
