@@ -117,3 +117,9 @@ def test_vq_example_runs(tmp_path: Path) -> None:
     bound = float(lines[-1].split()[0])
     assert -45 < bound < -15  # nats per binary 8x8 digit: log p(x|z_q) + log p(z_q)
     assert 0.3 <= float(lines[-2]) <= 1  # share of the 32 codes in use
+
+
+def test_text_example_runs(tmp_path: Path) -> None:
+    lines = _run_blocks(tmp_path, "text_vae(len(vocab)")
+    assert -20 < float(lines[-3]) < -2  # nats per line of a 5-word grammar
+    assert lines[-2].startswith("[") and lines[-1].startswith("[")
