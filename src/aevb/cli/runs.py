@@ -8,6 +8,7 @@ figures of :mod:`aevb.viz.report` and ``report.html``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +73,7 @@ class Run:
     def data_dim(self) -> int:
         return int(self.metrics["data_dim"])
 
-    @property
+    @functools.cached_property
     def vocabulary(self) -> Vocabulary | None:
         """A text run's vocabulary (``None`` for other data), checked against the run."""
         return run_vocabulary(self.path, self.metrics.get("vocab_sha256"))
