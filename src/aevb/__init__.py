@@ -16,7 +16,15 @@ from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
     from .cli.runs import Run, load_run, train_run
-    from .data import Dataset, EncodedText, Vocabulary, load_dataset, read_lines, split
+    from .data import (
+        Dataset,
+        EncodedText,
+        Vocabulary,
+        load_dataset,
+        load_series,
+        read_lines,
+        split,
+    )
     from .distributions import (
         FAMILIES,
         Bernoullis,
@@ -94,12 +102,14 @@ if TYPE_CHECKING:
         SemiSupervisedVAE,
         SequenceLikelihood,
         StandardNormalPrior,
+        StudentTHead,
         TopDownPrior,
         VampPrior,
         VQHead,
         hierarchical_vae,
         mlp_m2,
         mlp_vae,
+        series_vae,
         text_vae,
     )
     from .models.semisupervised import error_rate, labelled_subset
@@ -200,6 +210,7 @@ _LAZY = {
     "SequenceLikelihood": "models",
     "Shuffled": "training",
     "StandardNormalPrior": "models",
+    "StudentTHead": "models",
     "Surgery": "evaluation",
     "TabularVAE": "tabular",
     "TemperatureSchedule": "training",
@@ -241,6 +252,7 @@ _LAZY = {
     "layer_summary": "evaluation",
     "linear_warmup": "inference",
     "load_dataset": "data",
+    "load_series": "data",
     "load_run": "cli.runs",
     "load_weights": "training",
     "log_px": "evaluation",
@@ -255,6 +267,7 @@ _LAZY = {
     "semi_supervised_objective": "inference",
     "split": "data",
     "tabular_vae": "tabular",
+    "series_vae": "models",
     "text_vae": "models",
     "train_run": "cli.runs",
     "vq_elbo": "inference",
@@ -338,6 +351,7 @@ __all__ = [
     "SequenceLikelihood",
     "Shuffled",
     "StandardNormalPrior",
+    "StudentTHead",
     "Surgery",
     "TabularVAE",
     "TemperatureSchedule",
@@ -378,6 +392,7 @@ __all__ = [
     "linear_warmup",
     "load_dataset",
     "load_run",
+    "load_series",
     "load_weights",
     "log_px",
     "mlp_m2",
@@ -389,6 +404,7 @@ __all__ = [
     "save_weights",
     "semi_amortized_elbo",
     "semi_supervised_objective",
+    "series_vae",
     "split",
     "tabular_vae",
     "text_vae",

@@ -33,12 +33,13 @@ from ..models.heads import (
     LaplaceHead,
     NegativeBinomialHead,
     NormalHead,
+    StudentTHead,
 )
 from ..models.hierarchy import hierarchical_vae
 from ..models.priors import LearnedNormalPrior, MixturePrior, StandardNormalPrior, VampPrior
 from ..models.quantized import Codebook, CodePrior, VQHead
 from ..models.semisupervised import SemiSupervisedVAE, mlp_m2
-from ..models.sequence import text_vae
+from ..models.sequence import series_vae, text_vae
 from ..models.vae import VAE
 from ..nn.conv import ConvDecoder, ConvEncoder
 from ..nn.mlp import ACTIVATIONS, MLP
@@ -55,6 +56,7 @@ LIKELIHOODS: dict[str, Callable[[ModelConfig], Callable[..., nn.Module]]] = {
     "normal": lambda c: NormalHead,
     "normal-fixed": lambda c: functools.partial(NormalHead, scale=c.likelihood_scale),
     "laplace": lambda c: LaplaceHead,
+    "student-t": lambda c: StudentTHead,
     "negative-binomial": lambda c: NegativeBinomialHead,
     "categorical": lambda c: functools.partial(CategoricalHead, num_categories=c.num_categories),
     "discretized-logistic": lambda c: functools.partial(
@@ -112,12 +114,14 @@ def build_model(
     data_dim: int,
     image_shape: tuple[int, ...] | None = None,
     vocab_size: int | None = None,
+    sequence_shape: tuple[int, int] | None = None,
 ) -> VAE:
     """The :class:`aevb.VAE` a :class:`ModelConfig` describes, for data of ``data_dim``
     (images of ``image_shape`` ``(C, H, W)``, which convolutional bodies need; rows of
-    ``data_dim`` token ids from a vocabulary of ``vocab_size``, which recurrent bodies need)."""
+    ``data_dim`` token ids from a vocabulary of ``vocab_size``, or real-valued sequences of
+    ``sequence_shape`` ``(steps, channels)``, which recurrent bodies need)."""
     if config.body == "rnn":
-        return _text_model(config, data_dim, vocab_size)
+        return _sequence_model(config, data_dim, vocab_size, sequence_shape)
     activation = ACTIVATIONS[config.activation]
     likelihood = LIKELIHOODS[config.likelihood](config)
     if config.posterior in ("categorical", "vq"):  # latent_dim variables or codes
@@ -153,29 +157,40 @@ def build_model(
     return VAE(encoder, decoder, PRIORS[config.prior](config, data_dim, encoder))
 
 
-def _text_model(config: ModelConfig, length: int, vocab_size: int | None) -> VAE:
-    """A sentence VAE (:func:`aevb.models.sequence.text_vae`) over rows of ``length`` ids."""
-    if vocab_size is None:
-        raise ConfigError("body = 'rnn' reads token ids: give text data (a .txt or .txt.gz file)")
+def _sequence_model(
+    config: ModelConfig,
+    length: int,
+    vocab_size: int | None,
+    sequence_shape: tuple[int, int] | None,
+) -> VAE:
+    """A sentence VAE over rows of ``length`` ids (:func:`aevb.models.sequence.text_vae`), or
+    a VAE over real-valued sequences (:func:`aevb.models.sequence.series_vae`)."""
+    if vocab_size is None and sequence_shape is None:
+        raise ConfigError(
+            "body = 'rnn' reads sequences: give text (a .txt or .txt.gz file) or real-valued "
+            "sequences (sequences = true)"
+        )
     if len(set(config.hidden_dims)) > 1:
         raise ConfigError(
             f"body = 'rnn' stacks recurrent layers of one width; hidden_dims = "
             f"{list(config.hidden_dims)} differ: give equal widths, e.g. 256,256"
         )
-    encoder_stub = nn.Identity()  # the Gaussian priors take no encoder
-    return text_vae(
-        vocab_size,
-        length,
-        config.latent_dim,
-        embed_dim=config.embed_dim,
-        hidden_dim=config.hidden_dims[0],
-        layers=len(config.hidden_dims),
-        cell=config.cell,
-        bidirectional=config.bidirectional,
-        word_dropout=config.word_dropout,
-        dropout=config.dropout,
-        prior=PRIORS[config.prior](config, length, encoder_stub),
-    )
+    network: dict[str, Any] = {
+        "embed_dim": config.embed_dim,
+        "hidden_dim": config.hidden_dims[0],
+        "layers": len(config.hidden_dims),
+        "cell": config.cell,
+        "bidirectional": config.bidirectional,
+        "dropout": config.dropout,
+        "prior": PRIORS[config.prior](config, length, nn.Identity()),  # Gaussian: no encoder
+    }
+    if sequence_shape is not None:
+        steps, channels = sequence_shape
+        family = "student-t" if config.likelihood == "student-t" else "normal"
+        return series_vae(channels, steps, config.latent_dim, family=family, **network)
+    assert vocab_size is not None
+    word_dropout = config.word_dropout
+    return text_vae(vocab_size, length, config.latent_dim, word_dropout=word_dropout, **network)
 
 
 def _bodies(

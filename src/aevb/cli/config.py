@@ -59,6 +59,9 @@ class DataConfig:
     max_length: int = 50  # text: words kept per line (longer lines are cut, and counted)
     vocab_size: int = 10_000  # text: most frequent tokens of the training lines (+ specials)
     lowercase: bool = False  # text: fold case before building the vocabulary
+    sequences: bool = False  # rows are real-valued sequences (aevb.data.series): .npy/.npz/CSV
+    sequence_column: str = "sequence"  # sequences from long-format CSV: names each sequence
+    time_column: str = "time"  # ... and orders its steps
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ LIKELIHOODS = (
     "normal",
     "normal-fixed",
     "laplace",
+    "student-t",
     "negative-binomial",
     "categorical",
     "discretized-logistic",
@@ -262,13 +266,20 @@ def _check_combinations(config: RunConfig, where: str) -> None:
     discrete = model.posterior in DISCRETE_POSTERIORS
     vq = model.posterior == "vq"
     text = str(config.data.source).lower().endswith((".txt", ".txt.gz"))
+    sequences = config.data.sequences
     rnn = model.body == "rnn"
     rules = [
         (
-            text != rnn,
+            (text or sequences) != rnn,
             f"source = {config.data.source!r} with body = {model.body!r}: text files (.txt, "
-            ".txt.gz, one sentence per line) are read by recurrent networks, and they read "
-            "only text: use body = 'rnn' with a text file, another body with other data",
+            ".txt.gz, one sentence per line) and real-valued sequences (sequences = true) are "
+            "read by recurrent networks, and they read only those: use body = 'rnn' with a "
+            "text file or sequences, another body with other data",
+        ),
+        (
+            sequences and (text or model.likelihood not in ("normal", "student-t")),
+            "real-valued sequences (sequences = true; not a text file) take likelihood = "
+            f"'normal' or 'student-t' for each step, got {model.likelihood!r}",
         ),
         (
             rnn
@@ -280,7 +291,7 @@ def _check_combinations(config: RunConfig, where: str) -> None:
                 or config.data.stream
                 or train.inference != "amortized"
             ),
-            "a sentence VAE (body = 'rnn') has one diagonal Gaussian latent layer with a "
+            "a sequence VAE (body = 'rnn') has one diagonal Gaussian latent layer with a "
             "standard-normal, learned-normal or mixture prior, amortized inference, kind = "
             "'vae', and its lines in memory (no stream)",
         ),

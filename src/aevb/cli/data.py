@@ -9,6 +9,7 @@ import torch
 
 from ..data.dataset import Dataset, split
 from ..data.loaders import load_dataset, with_labels
+from ..data.series import load_series
 from ..data.text import Vocabulary, is_text
 from ..models.semisupervised import UNLABELLED, labelled_subset
 from .config import RunConfig
@@ -25,10 +26,14 @@ def load_like(
 ) -> Dataset:
     """Data from ``source``, scaled and binarized as the run's own data were (``stream``:
     left on disk, see :mod:`aevb.data.ondisk`); a text run's lines encoded with its
-    ``vocabulary``."""
+    ``vocabulary``; real-valued sequences as NaN-padded rows (:mod:`aevb.data.series`)."""
     data = config.data
     if vocabulary is not None:
         return text_like(config, vocabulary, source)
+    if data.sequences:
+        return load_series(
+            source, sequence_column=data.sequence_column, time_column=data.time_column
+        )
     return load_dataset(
         source, binarize=data.binarize, scale=data.scale, labels=labels, stream=stream
     )

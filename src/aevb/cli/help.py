@@ -20,10 +20,15 @@ HELP = {
     "max_length": "text: words kept per line; longer lines are cut, and the count reported",
     "vocab_size": "text: the vocabulary's size, the most frequent tokens of the training lines",
     "lowercase": "text: fold case before building the vocabulary",
+    "sequences": "rows are real-valued sequences with --body rnn: .npy (n, T) or (n, T, C) with "
+    "NaN after each end, .npz of values and lengths, or long-format CSV",
+    "sequence_column": "sequences from CSV: the column naming each sequence",
+    "time_column": "sequences from CSV: the column ordering each sequence's steps",
     # [model]
     "kind": "the model: vae, m2 (semi-supervised, labels partly observed), cvae (conditional)",
     "m1": "m2/cvae over this VAE run's posterior means (M1+M2; Kingma et al. 2014)",
-    "likelihood": "p(x|z), the decoder's distribution of one datum",
+    "likelihood": "p(x|z), the decoder's distribution of one datum (of each step, for "
+    "sequences; text runs use the vocabulary's categorical)",
     "latent_dim": "size of the latent variable z",
     "hidden_dims": "widths of the encoder's hidden layers, comma-separated (decoder: reversed)",
     "activation": "activation of the hidden layers",
@@ -116,6 +121,8 @@ EXAMPLES = {
         "--codebook-size 64 --code-dim 4 --prior autoregressive --out runs/vq",
         "aevb train --data lines.txt.gz --body rnn --latent-dim 32 --hidden-dims 256 "
         "--free-bits 0.25 --kl-schedule cyclical --kl-warmup-epochs 2 --out runs/text",
+        "aevb train --data series.csv --sequences --body rnn --likelihood student-t "
+        "--latent-dim 8 --out runs/series",
     ],
     "sample": [
         "aevb sample runs/iwae --num 64 --out samples.png",

@@ -215,7 +215,8 @@ def _plan(config: RunConfig, train: Dataset, valid: Dataset, test: Dataset, resu
     if config.model.kind != "vae":
         return _semi_supervised_plan(config, train, valid, num_classes(train, valid, test))
     vocab_size = len(train.vocabulary) if train.vocabulary is not None else None
-    model = build_model(config.model, train.x.shape[1], train.image_shape, vocab_size)
+    shapes = (train.image_shape, vocab_size, train.sequence_shape)
+    model = build_model(config.model, train.x.shape[1], *shapes)
     for part in (train, valid, test):  # all before training (bad rows named as in the file),
         model.check_data(part.x, rows=part.rows)  # and before the pseudo-inputs draw
     vamp = [m for m in model.prior.modules() if isinstance(m, VampPrior)]  # a hierarchy's top
@@ -233,7 +234,7 @@ def _plan(config: RunConfig, train: Dataset, valid: Dataset, test: Dataset, resu
             facts={"inference": "mean-field"},
         )
     plan = _Plan(model, model, (train.x,), valid.x if len(valid) else None)
-    if config.model.body == "rnn":  # collapse is the question of sentence VAEs: watch it
+    if config.model.body == "rnn":  # collapse is the question of sequence VAEs: watch it
         watched = (valid if len(valid) else train).in_memory[:1000]
         plan.epoch_metrics = lambda model: collapse_metrics(model, watched)
     if config.model.posterior == "vq":
@@ -318,6 +319,7 @@ def _run_facts(train: Dataset, valid: Dataset, test: Dataset, **extra: Any) -> d
         "num_valid": len(valid),
         "num_test": len(test),
         **({"vocab_size": len(train.vocabulary)} if train.vocabulary is not None else {}),
+        **({"sequence_shape": list(train.sequence_shape)} if train.sequence_shape else {}),
         **({"data_notes": notes} if (notes := [*train.notes, *valid.notes, *test.notes]) else {}),
         **extra,
     }
@@ -345,8 +347,11 @@ def load_run(path: str | Path, *, checkpoint: str = "model.safetensors") -> Run:
     with torch.random.fork_rng(devices=[]):  # weights not in the checkpoint: seeded, as trained
         torch.manual_seed(config.seed)
         if config.model.kind == "vae":
-            vocab_size = facts.get("vocab_size")
-            model = build_model(config.model, int(facts["data_dim"]), shape, vocab_size)
+            vocab_size, steps = facts.get("vocab_size"), facts.get("sequence_shape")
+            sequence_shape = tuple(steps) if steps else None
+            model = build_model(
+                config.model, int(facts["data_dim"]), shape, vocab_size, sequence_shape
+            )
         else:
             features = _m1_features(config)
             dim, classes = facts["feature_dim"], facts["num_classes"]

@@ -26,6 +26,7 @@ class Dataset:
     rows: torch.Tensor | None = None  # each example's row in the source (None: 0, 1, ...)
     vocabulary: Any = None  # text: the aevb.data.text.Vocabulary the rows' ids index
     notes: tuple[str, ...] = ()  # what loading changed, counted (e.g. lines cut), to report
+    sequence_shape: tuple[int, int] | None = None  # real sequences: (steps, channels) per row
 
     def __len__(self) -> int:
         return self.x.shape[0]

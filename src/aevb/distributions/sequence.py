@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from torch.distributions import Distribution, constraints
+import torch.nn.functional as F
+from torch.distributions import Distribution, Normal, StudentT, constraints
 
 # The ids aevb.data.text gives its special tokens (data and distributions do not import each
 # other; tests/test_text.py checks the two agree).
@@ -168,3 +169,92 @@ class TokenSequence(Distribution):
         out = torch.zeros(n, self.length, dtype=torch.long, device=z.device)
         out[:, : best_rows.shape[1]] = best_rows
         return out.to(self.z.dtype).reshape(*self.batch_shape, self.length)
+
+
+SERIES_FAMILIES = {"normal": 2, "student-t": 3}  # parameters per channel of each step
+
+
+class RealSequence(Distribution):
+    """p(x|z) = prod_t p(x_t | x_<t, z) over real-valued sequences (time series).
+
+    A datum is a row of ``steps * channels`` values, step after step, NaN after the
+    sequence's end (so sequences of any length up to ``steps`` share one row width); each
+    step is a diagonal Normal or Student-t over the channels, its parameters from the
+    decoder (``logits(h)``: ``channels`` locations, ``channels`` scales through softplus,
+    and for ``"student-t"`` ``channels`` degrees of freedom, 2 + softplus, so the variance is
+    finite). The first step reads zeros, later ones the previous step's values (teacher
+    forcing). The length of a sequence is taken as given, not modelled; log p(x|z) sums
+    over its real steps only.
+
+    ``sample()`` and ``mean`` run the decoder step by step on its own draws (or means) for
+    all ``steps`` steps.
+    """
+
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {}
+    handles_missing = True  # NaN marks the padding, which data checks must let through
+
+    def __init__(
+        self,
+        decoder: Any,
+        z: torch.Tensor,
+        steps: int,
+        channels: int,
+        *,
+        family: str = "normal",
+        min_scale: float = 1e-3,
+    ) -> None:
+        if family not in SERIES_FAMILIES:
+            raise ValueError(f"family must be one of {sorted(SERIES_FAMILIES)}, got {family!r}")
+        self.decoder, self.z, self.steps, self.channels = decoder, z, steps, channels
+        self.family, self.min_scale = family, min_scale
+        super().__init__(z.shape[:-1], torch.Size([steps * channels]), validate_args=False)
+
+    @property
+    def support(self) -> Any:  # real values, and NaN after the end: not one constraint
+        return None
+
+    def expand(self, batch_shape: Any, _instance: Any = None) -> RealSequence:
+        z = self.z.expand(*batch_shape, self.z.shape[-1])
+        return RealSequence(self.decoder, z, self.steps, self.channels, family=self.family)
+
+    def step_distribution(self, params: torch.Tensor) -> Distribution:
+        """Each step's distribution over the channels from ``params (..., k * channels)``."""
+        c = self.channels
+        params = params.float()
+        loc = params[..., :c]
+        scale = F.softplus(params[..., c : 2 * c]) + self.min_scale
+        if self.family == "normal":
+            return Normal(loc, scale, validate_args=False)
+        return StudentT(2.0 + F.softplus(params[..., 2 * c :]), loc, scale, validate_args=False)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        shape = torch.broadcast_shapes(self.batch_shape, value.shape[:-1])
+        x = value.expand(*shape, value.shape[-1]).reshape(-1, self.steps, self.channels)
+        z = self.z.expand(*shape, self.z.shape[-1]).reshape(-1, self.z.shape[-1])
+        real = ~torch.isnan(x).any(-1)  # (N, T)
+        x = torch.nan_to_num(x, nan=0.0)
+        previous = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
+        h, _ = self.decoder(z, previous)
+        log_p = self.step_distribution(self.decoder.logits(h)).log_prob(x).sum(-1)
+        return log_p.masked_fill(~real, 0.0).sum(-1).reshape(shape)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self._generate(torch.Size(), mean=True)
+
+    def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
+        return self._generate(torch.Size(sample_shape), mean=False)
+
+    @torch.no_grad()
+    def _generate(self, sample_shape: torch.Size, *, mean: bool) -> torch.Tensor:
+        z = self.z.expand(*sample_shape, *self.z.shape).reshape(-1, self.z.shape[-1])
+        step = z.new_zeros(len(z), 1, self.channels)
+        state, out = None, []
+        for _ in range(self.steps):
+            h, state = self.decoder(z, step, state)
+            p = self.step_distribution(self.decoder.logits(h[:, -1]))
+            value = p.mean if mean else p.sample()
+            out.append(value)
+            step = value[:, None].to(z.dtype)
+        values = torch.stack(out, dim=1).to(self.z.dtype)
+        return values.reshape(*sample_shape, *self.batch_shape, self.steps * self.channels)

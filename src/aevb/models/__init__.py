@@ -20,13 +20,14 @@ from .heads import (
     LaplaceHead,
     NegativeBinomialHead,
     NormalHead,
+    StudentTHead,
 )
 from .hierarchy import BottomUpEncoder, LadderEncoder, TopDownPrior, hierarchical_vae
 from .per_example import PerExampleVAE
 from .priors import LearnedNormalPrior, MixturePrior, StandardNormalPrior, VampPrior
 from .quantized import Codebook, CodePrior, CodeTransformer, VQHead
 from .semisupervised import UNLABELLED, M1Features, SemiSupervisedVAE, mlp_m2
-from .sequence import PriorAsPosterior, SequenceLikelihood, text_vae
+from .sequence import PriorAsPosterior, SequenceLikelihood, series_vae, text_vae
 from .vae import VAE, mlp_vae
 
 __all__ = [
@@ -61,11 +62,13 @@ __all__ = [
     "SemiSupervisedVAE",
     "SequenceLikelihood",
     "StandardNormalPrior",
+    "StudentTHead",
     "TopDownPrior",
     "VQHead",
     "VampPrior",
     "hierarchical_vae",
     "mlp_m2",
     "mlp_vae",
+    "series_vae",
     "text_vae",
 ]

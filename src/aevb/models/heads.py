@@ -36,6 +36,7 @@ from torch.distributions import (
     MultivariateNormal,
     NegativeBinomial,
     Normal,
+    StudentT,
 )
 
 from ..distributions.columns import FAMILIES, ColumnGroup, Columns
@@ -138,6 +139,30 @@ class LaplaceHead(nn.Module):
     def forward(self, h: torch.Tensor) -> Distribution:
         scale = _positive(self.raw_scale(h), self.min_scale)
         return Independent(Laplace(self.loc(h), scale, validate_args=False), 1)
+
+
+class StudentTHead(nn.Module):
+    """p(x|h) = prod_d StudentT(x_d; nu(h)_d, mu(h)_d, s(h)_d), a robust real likelihood
+    whose degrees of freedom are learned per value: nu = 2 + softplus (finite variance)."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        min_scale: float = 1e-3,
+        *,
+        projection: Projection = nn.Linear,
+    ) -> None:
+        super().__init__()
+        self.in_dim, self.out_dim, self.min_scale = in_dim, out_dim, min_scale
+        self.loc = projection(in_dim, out_dim)
+        self.raw_scale = projection(in_dim, out_dim)
+        self.raw_df = projection(in_dim, out_dim)
+
+    def forward(self, h: torch.Tensor) -> Distribution:
+        scale = _positive(self.raw_scale(h), self.min_scale)
+        df = 2.0 + F.softplus(self.raw_df(h))
+        return Independent(StudentT(df, self.loc(h), scale, validate_args=False), 1)
 
 
 class NegativeBinomialHead(nn.Module):

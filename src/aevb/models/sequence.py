@@ -10,11 +10,13 @@ is log p(x) exactly), trained and evaluated by the same Trainer and estimators.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
-from ..distributions.sequence import TokenSequence
+from ..distributions.sequence import SERIES_FAMILIES, RealSequence, TokenSequence
 from ..errors import ConfigError
 from ..nn.recurrent import RNNDecoder, RNNEncoder
 from .heads import NormalHead
@@ -23,18 +25,33 @@ from .vae import VAE
 
 
 class SequenceLikelihood(nn.Module):
-    """``z (*batch, latent_dim) ->`` :class:`TokenSequence` p(x|z) over rows of ``length`` ids.
+    """``z (*batch, latent_dim) ->`` p(x|z) over sequences: a :class:`TokenSequence` over rows
+    of ``length`` token ids, or with ``channels > 0`` a :class:`RealSequence` over rows of
+    ``length`` steps of ``channels`` values, each step ``family`` ("normal", "student-t").
 
     ``word_dropout`` replaces input words by ``<unk>`` while training (Bowman et al. 2016).
     """
 
-    def __init__(self, decoder: RNNDecoder, length: int, *, word_dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        decoder: RNNDecoder,
+        length: int,
+        *,
+        word_dropout: float = 0.0,
+        channels: int = 0,
+        family: str = "normal",
+    ) -> None:
         super().__init__()
         if not 0.0 <= word_dropout < 1.0:
             raise ConfigError(f"word_dropout must be in [0, 1), got {word_dropout}")
+        if family not in SERIES_FAMILIES:
+            raise ConfigError(f"family must be one of {sorted(SERIES_FAMILIES)}, got {family!r}")
         self.body, self.length, self.word_dropout = decoder, length, word_dropout
+        self.channels, self.family = channels, family
 
-    def forward(self, z: torch.Tensor) -> TokenSequence:
+    def forward(self, z: torch.Tensor) -> Distribution:
+        if self.channels > 0:
+            return RealSequence(self.body, z, self.length, self.channels, family=self.family)
         return TokenSequence(self.body, z, self.length, word_dropout=self.word_dropout)
 
 
@@ -91,33 +108,79 @@ def text_vae(
             f"text_vae needs latent_dim >= 0, length >= 2 (a word and </s>) and a vocabulary "
             f"beyond the 4 special tokens; got {latent_dim}, {length}, {vocab_size}"
         )
+    network: dict[str, Any] = {"embed_dim": embed_dim, "hidden_dim": hidden_dim, "layers": layers}
+    network |= {"cell": cell}
+    network |= {"dropout": dropout}
     decoder = RNNDecoder(
-        vocab_size,
-        latent_dim,
-        embed_dim=embed_dim,
-        hidden_dim=hidden_dim,
-        layers=layers,
-        cell=cell,
-        z_init=z_init,
-        z_every_step=z_every_step,
-        dropout=dropout,
+        vocab_size, latent_dim, z_init=z_init, z_every_step=z_every_step, **network
     )
     likelihood = SequenceLikelihood(decoder, length, word_dropout=word_dropout)
+    return _recurrent_vae(
+        likelihood, latent_dim, prior, vocab_size=vocab_size, bidirectional=bidirectional, **network
+    )
+
+
+def series_vae(
+    channels: int,
+    steps: int,
+    latent_dim: int = 16,
+    *,
+    family: str = "normal",
+    embed_dim: int = 64,
+    hidden_dim: int = 128,
+    layers: int = 1,
+    cell: str = "gru",
+    bidirectional: bool = True,
+    dropout: float = 0.0,
+    z_init: bool = True,
+    z_every_step: bool = True,
+    prior: nn.Module | None = None,
+) -> VAE:
+    """A VAE over real-valued sequences of up to ``steps`` steps of ``channels`` values (rows
+    of ``steps * channels``, NaN after each end; :mod:`aevb.data.series`): the recurrent
+    encoder and autoregressive decoder of :func:`text_vae`, each step a diagonal ``family``
+    ("normal" or "student-t") over the channels (:class:`RealSequence`); ``latent_dim=0``
+    gives the autoregressive model alone.
+
+    Example:
+        >>> vae = series_vae(2, 5, 3, hidden_dim=8)
+        >>> x = torch.tensor([[0.1, 0.2, 0.3, 0.4] + [float("nan")] * 6])  # two steps
+        >>> vae.elbo(x).elbo.shape
+        torch.Size([1])
+    """
+    if latent_dim < 0 or steps < 1 or channels < 1:
+        raise ConfigError(
+            f"series_vae needs latent_dim >= 0, steps >= 1 and channels >= 1; got "
+            f"{latent_dim}, {steps}, {channels}"
+        )
+    network: dict[str, Any] = {"embed_dim": embed_dim, "hidden_dim": hidden_dim, "layers": layers}
+    network |= {"cell": cell}
+    network |= {"dropout": dropout, "channels": channels}
+    decoder = RNNDecoder(
+        0, latent_dim, z_init=z_init, z_every_step=z_every_step,
+        out_dim=SERIES_FAMILIES[family] * channels, **network,
+    )  # fmt: skip
+    likelihood = SequenceLikelihood(decoder, steps, channels=channels, family=family)
+    return _recurrent_vae(likelihood, latent_dim, prior, bidirectional=bidirectional, **network)
+
+
+def _recurrent_vae(
+    likelihood: SequenceLikelihood, latent_dim: int, prior: nn.Module | None, **encoder: Any
+) -> VAE:
+    """The VAE around ``likelihood``: a recurrent encoder with a Gaussian head and the prior
+    (``None``: N(0, I)); with ``latent_dim = 0``, no latent variable (see the module)."""
     if latent_dim == 0:
         return VAE(PriorAsPosterior(1), likelihood, StandardNormalPrior(1))
-    if not (z_init or z_every_step):
+    body = likelihood.body
+    if body.init is None and not body.z_every_step:
         raise ConfigError("the decoder must read z: set z_init or z_every_step (or both)")
-    body = RNNEncoder(
-        vocab_size,
-        embed_dim=embed_dim,
-        hidden_dim=hidden_dim,
-        layers=layers,
-        cell=cell,
-        bidirectional=bidirectional,
-        dropout=dropout,
+    encoder_body = RNNEncoder(encoder.pop("vocab_size", 0), **encoder)
+    head = NormalHead(encoder_body.out_dim, latent_dim)
+    return VAE(
+        nn.Sequential(encoder_body, head),
+        likelihood,
+        prior if prior is not None else StandardNormalPrior(latent_dim),
     )
-    encoder = nn.Sequential(body, NormalHead(body.out_dim, latent_dim))
-    return VAE(encoder, likelihood, prior if prior is not None else StandardNormalPrior(latent_dim))
 
 
 @torch.no_grad()

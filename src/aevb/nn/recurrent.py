@@ -29,9 +29,12 @@ class RNNEncoder(nn.Module):
     """A sentence to one vector: embeddings, a stacked (bi)directional GRU/LSTM over the real
     steps only (packed), and the last layer's final hidden state(s).
 
+    With ``channels > 0`` it reads real-valued sequences instead: rows of ``T * channels``
+    values, steps after a sequence's end NaN, a linear map in place of the embedding.
+
     Shapes:
-        ``x (B, T)`` float ids, 0 = padding -> ``(B, out_dim)``, ``out_dim = hidden_dim``
-        times 2 when ``bidirectional``.
+        ``x (B, T)`` float ids, 0 = padding (or ``(B, T * channels)`` values, NaN = padding)
+        -> ``(B, out_dim)``, ``out_dim = hidden_dim`` times 2 when ``bidirectional``.
     """
 
     def __init__(
@@ -44,9 +47,11 @@ class RNNEncoder(nn.Module):
         cell: str = "lstm",
         bidirectional: bool = True,
         dropout: float = 0.0,
+        channels: int = 0,
     ) -> None:
         super().__init__()
-        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.channels = channels
+        self.embed = _input_map(vocab_size, channels, embed_dim)
         self.rnn = _cell(cell)(
             embed_dim,
             hidden_dim,
@@ -59,10 +64,10 @@ class RNNEncoder(nn.Module):
         self.out_dim = hidden_dim * self.directions
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ids = x.long()
-        steps = (ids != 0).sum(-1).clamp(min=1)  # an all-padding row reads one padding step
+        inputs, real = steps_of(x, self.channels)
+        steps = real.sum(-1).clamp(min=1)  # an all-padding row reads one padding step
         packed = pack_padded_sequence(
-            self.embed(ids), steps.cpu(), batch_first=True, enforce_sorted=False
+            self.embed(inputs), steps.cpu(), batch_first=True, enforce_sorted=False
         )
         _, state = self.rnn(packed)
         h = state[0] if isinstance(state, tuple) else state  # (layers * directions, B, H)
@@ -76,8 +81,13 @@ class RNNDecoder(nn.Module):
     every step's input embedding (``z_every_step``); with ``latent_dim = 0`` it is a plain
     language model. Embedding ``dropout`` as Bowman et al. trained.
 
+    With ``channels > 0`` the steps are real vectors (a linear map replaces the embedding)
+    and :meth:`logits` gives ``out_dim`` numbers per step (the parameters of each step's
+    distribution) in place of the vocabulary's logits.
+
     Shapes:
-        ``z (N, latent_dim)``, ``inputs (N, T)`` long ids -> hidden states ``(N, T, H)`` and
+        ``z (N, latent_dim)``, ``inputs (N, T)`` long ids (or ``(N, T, channels)``
+        values) -> hidden states ``(N, T, H)`` and
         the state after the last step (to continue one step at a time); :meth:`logits` maps
         hidden states ``(..., H)`` to next-token logits ``(..., vocab_size)``, so that a
         caller projects only the steps it needs (the vocabulary's projection dominates).
@@ -95,12 +105,14 @@ class RNNDecoder(nn.Module):
         z_init: bool = True,
         z_every_step: bool = True,
         dropout: float = 0.0,
+        channels: int = 0,
+        out_dim: int | None = None,
     ) -> None:
         super().__init__()
         self.vocab_size, self.latent_dim, self.layers = vocab_size, latent_dim, layers
-        self.hidden_dim, self.lstm = hidden_dim, cell == "lstm"
+        self.hidden_dim, self.lstm, self.channels = hidden_dim, cell == "lstm", channels
         self.z_every_step = z_every_step and latent_dim > 0
-        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.embed = _input_map(vocab_size, channels, embed_dim)
         self.dropout = nn.Dropout(dropout)
         self.rnn = _cell(cell)(
             embed_dim + (latent_dim if self.z_every_step else 0),
@@ -110,7 +122,7 @@ class RNNDecoder(nn.Module):
             dropout=dropout if layers > 1 else 0.0,
         )
         self.init = nn.Linear(latent_dim, layers * hidden_dim) if z_init and latent_dim else None
-        self.out = nn.Linear(hidden_dim, vocab_size)
+        self.out = nn.Linear(hidden_dim, out_dim if out_dim is not None else vocab_size)
 
     def initial_state(self, z: torch.Tensor) -> State:
         """The state before the first token: from z, or zeros."""
@@ -132,3 +144,25 @@ class RNNDecoder(nn.Module):
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.out(h)
+
+
+def _input_map(vocab_size: int, channels: int, embed_dim: int) -> nn.Module:
+    """Token ids -> embeddings, or (``channels > 0``) real step vectors -> the same width."""
+    if channels > 0:
+        return nn.Linear(channels, embed_dim)
+    return nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+
+
+def steps_of(x: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of a sequence model's data as steps, and which steps are real.
+
+    Token rows ``(B, T)`` (0 = padding) give long ids ``(B, T)``; with ``channels > 0``, rows
+    of ``T * channels`` values (NaN after the end) give ``(B, T, channels)`` values with the
+    padding set to 0. The mask ``(B, T)`` is True at real steps.
+    """
+    if channels <= 0:
+        ids = x.long()
+        return ids, ids != 0
+    steps = x.reshape(*x.shape[:-1], -1, channels)
+    real = ~torch.isnan(steps).any(-1)
+    return torch.nan_to_num(steps, nan=0.0), real

@@ -19,6 +19,7 @@ FIGURES: dict[str, tuple[str, str]] = {
         "ELBO, reconstruction and KL per epoch (nats); for text, active units and I(x; z).",
     ),
     "kl": ("kl_per_dimension.png", "KL and activity per latent dimension."),
+    "series": ("series.png", "Sequences: five held-out ones beside five drawn from the model."),
     "sentences": (
         "sentences.txt",
         "Text: sentences from the prior (ancestral, then greedy), held-out lines each followed "

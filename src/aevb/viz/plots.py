@@ -313,3 +313,25 @@ def plot_marginals(
         figure.savefig(tmp)
     plt.close(figure)
     return Path(path)
+
+
+def plot_series(
+    data: torch.Tensor, samples: torch.Tensor, steps: int, channels: int, path: str | Path
+) -> Path:
+    """Real-valued sequences (rows of ``steps * channels``, NaN after each end): a few of
+    ``data`` beside ``samples`` of the model, one panel per channel (at most three)."""
+    plt = pyplot()
+    shown = min(channels, 3)
+    figure, panels = plt.subplots(shown, 2, figsize=(10, 2.6 * shown), dpi=100, squeeze=False)
+    for column, (rows, title) in enumerate(((data, "data"), (samples, "samples of the model"))):
+        series = rows[:5].reshape(-1, steps, channels).numpy()
+        for c in range(shown):
+            axes = panels[c, column]
+            for sequence in series:
+                axes.plot(np.arange(steps), sequence[:, c], linewidth=1)
+            axes.set(title=f"{title}, channel {c}", xlabel="step")
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp)
+    plt.close(figure)
+    return Path(path)

@@ -31,6 +31,7 @@ from .plots import (
     plot_latent,
     plot_marginals,
     plot_prior_grid,
+    plot_series,
     save_image_grid,
 )
 from .sentences import write_sentences
@@ -99,7 +100,12 @@ def draw_figures(
     vocabulary = getattr(run, "vocabulary", None)
     if vocabulary is not None and "sentences" in wanted:
         drawn["sentences"] = write_sentences(model, vocabulary, x, path["sentences"])
-    if not images and vocabulary is None and "marginals" in wanted:
+    sequence_shape = getattr(run, "metrics", {}).get("sequence_shape")
+    if sequence_shape and "series" in wanted:
+        samples = model.sample(5)
+        steps, channels = sequence_shape
+        drawn["series"] = plot_series(x[:5], samples, steps, channels, path["series"])
+    if not images and vocabulary is None and not sequence_shape and "marginals" in wanted:
         samples = model.sample(max(len(x), 1000))
         drawn["marginals"] = plot_marginals(x, samples, path["marginals"])
     history = read_metrics(folder)
