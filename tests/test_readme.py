@@ -123,3 +123,9 @@ def test_text_example_runs(tmp_path: Path) -> None:
     lines = _run_blocks(tmp_path, "text_vae(len(vocab)")
     assert -20 < float(lines[-3]) < -2  # nats per line of a 5-word grammar
     assert lines[-2].startswith("[") and lines[-1].startswith("[")
+
+
+def test_series_example_runs(tmp_path: Path) -> None:
+    lines = _run_blocks(tmp_path, "series_vae(2, 12")
+    nats, shape = lines[-1].split(" ", 1)
+    assert -60 < float(nats) < 30 and shape == "torch.Size([3, 24])"
