@@ -101,7 +101,7 @@ def test_bad_text_input_is_refused(tmp_path: Path) -> None:
     refused = {
         "holds no text": ["--data", empty, *TRAIN],
         "use body = 'rnn' with a text file": ["--data", tmp_path / "lines.txt", "--epochs", "1"],
-        "read only text": ["--data", "digits", "--body", "rnn"],
+        "they read only those": ["--data", "digits", "--body", "rnn"],
         "word_dropout must be in [0, 1)": ["--data", empty, *TRAIN, "--word-dropout", "1"],
         "equal widths": ["--data", tmp_path / "lines.txt.gz", *TRAIN, "--hidden-dims", "32,16"],
     }

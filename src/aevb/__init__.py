@@ -5,6 +5,9 @@ Specify p(z), p(x|z) and q(z|x) from interchangeable parts, fit them by SGVB/AEV
 
 Names are imported on first use (PEP 562), so that ``import aevb`` and ``aevb --help`` do not
 load torch; type checkers read the imports below.
+
+Longer than 400 lines because the flat API names every public part three times (for type
+checkers, in the table of lazy imports, in ``__all__``), one per line.
 """
 
 from __future__ import annotations
