@@ -141,6 +141,15 @@ def test_sequences_from_the_command_line(tmp_path: Path) -> None:
     evaluated = aevb("evaluate", run, "--k", "10", "--quiet", "--out", tmp_path / "e.json")
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads((tmp_path / "e.json").read_text())["log_px"] > -200
+    short = tmp_path / "short.csv"  # new sequences, shorter than the run's: padded with NaN
+    table = pd.DataFrame([(0, 0, 0.1, 0.2), (0, 1, 0.3, 0.4)], columns=["id", "t", "x", "y"])
+    table.to_csv(short, index=False)
+    encoded = aevb("encode", run, "--data", short, "--out", tmp_path / "codes.csv")
+    assert encoded.returncode == 0, encoded.stderr
+    assert np.loadtxt(tmp_path / "codes.csv", delimiter=",", skiprows=1).shape == (4,)
+    table.to_csv(short)  # the index written as a third column: named, not a shape error
+    bad = aevb("encode", run, "--data", short, "--out", tmp_path / "codes.csv")
+    assert bad.returncode == 2 and "sequences of 2 channels, these have 3" in bad.stderr
     bad = aevb(
         "train",
         *options[:-8],

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..data.series import pad_series
 from ..distributions.discrete import Bernoullis, Categoricals
 from ..distributions.quantized import Quantized
 from ..errors import ConfigError, DataError
@@ -256,6 +257,8 @@ def predict(args: argparse.Namespace) -> int:
 def _run_input(run: Run, source: str | None) -> torch.Tensor:
     """The data to encode: ``source``, or the run's own data; checked against the model."""
     dataset = load_like(run.config, source or run.config.data.source, vocabulary=run.vocabulary)
+    if dataset.sequence_shape is not None:  # shorter sequences than the run's: padded
+        dataset = pad_series(dataset, *run.metrics["sequence_shape"])
     run.vae.check_data(dataset.x)
     return dataset.in_memory
 

@@ -16,6 +16,7 @@ Formats:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +125,28 @@ def _dataset(padded: np.ndarray, path: Path) -> Dataset:
     n, steps, channels = padded.shape
     x = torch.from_numpy(padded.reshape(n, steps * channels))
     return Dataset(x, name=path.name, sequence_shape=(steps, channels))
+
+
+def pad_series(dataset: Dataset, steps: int, channels: int) -> Dataset:
+    """``dataset``'s sequences as rows of ``steps`` steps (NaN after their ends), for a model
+    trained on sequences of up to ``steps`` steps of ``channels`` values.
+
+    Raises:
+        DataError: a sequence is longer than ``steps``, or has other channels.
+    """
+    assert dataset.sequence_shape is not None
+    have, given = dataset.sequence_shape
+    if given != channels:
+        raise DataError(
+            f"{dataset.name}: the model reads sequences of {channels} channels, these have "
+            f"{given} (in a CSV, every column but the sequence and time columns is a channel): "
+            "give the channels it was trained on"
+        )
+    if have > steps:
+        raise DataError(
+            f"{dataset.name}: the model reads sequences of up to {steps} steps, these have up "
+            f"to {have}: cut them to {steps} steps, or train on sequences this long"
+        )
+    x = torch.full((len(dataset), steps * channels), float("nan"), dtype=torch.float32)
+    x[:, : have * channels] = torch.as_tensor(dataset.x[:])
+    return replace(dataset, x=x, sequence_shape=(steps, channels))
