@@ -108,9 +108,9 @@ def text_vae(
             f"text_vae needs latent_dim >= 0, length >= 2 (a word and </s>) and a vocabulary "
             f"beyond the 4 special tokens; got {latent_dim}, {length}, {vocab_size}"
         )
-    network: dict[str, Any] = {"embed_dim": embed_dim, "hidden_dim": hidden_dim, "layers": layers}
-    network |= {"cell": cell}
-    network |= {"dropout": dropout}
+    network: dict[str, Any] = dict(
+        embed_dim=embed_dim, hidden_dim=hidden_dim, layers=layers, cell=cell, dropout=dropout
+    )
     decoder = RNNDecoder(
         vocab_size, latent_dim, z_init=z_init, z_every_step=z_every_step, **network
     )
@@ -153,9 +153,10 @@ def series_vae(
             f"series_vae needs latent_dim >= 0, steps >= 1 and channels >= 1; got "
             f"{latent_dim}, {steps}, {channels}"
         )
-    network: dict[str, Any] = {"embed_dim": embed_dim, "hidden_dim": hidden_dim, "layers": layers}
-    network |= {"cell": cell}
-    network |= {"dropout": dropout, "channels": channels}
+    network: dict[str, Any] = dict(
+        embed_dim=embed_dim, hidden_dim=hidden_dim, layers=layers, cell=cell, dropout=dropout
+    )
+    network["channels"] = channels
     decoder = RNNDecoder(
         0, latent_dim, z_init=z_init, z_every_step=z_every_step,
         out_dim=SERIES_FAMILIES[family] * channels, **network,
