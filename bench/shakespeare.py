@@ -3,7 +3,9 @@
 Data: ``../shared/data/shakespeare`` (train 89,845 / valid 5,019 / test 5,005 lines, a fixed
 split); a word-level vocabulary of the 10,000 most frequent tokens of the training lines
 (``<unk>`` for the rest), lines cut at 25 tokens (the count is printed). Models, the same
-decoder for both (embeddings 256, one LSTM layer of 256, softmax over the vocabulary):
+decoder for both (embeddings 256, one LSTM layer of 256, softmax over the vocabulary;
+``--dropout`` on the decoder's embeddings and outputs, Zaremba et al. 2014, as He et al. 2019
+and Li et al. 2019 train their LSTM decoders):
 
     lm    the language model: no latent variable
     vae   the sentence VAE (Bowman et al. 2016): an LSTM encoder (256), z of 32 dimensions
@@ -20,7 +22,7 @@ counted as a word), the KL term, active units and the mutual information I(x; z)
 samples from the prior and five homotopies (Bowman et al.'s Table 8). Results accumulate
 in ``--out``/results.json.
 
-    python bench/shakespeare.py --models lm,vae --minutes 80 --threads 1   # two cores
+    python bench/shakespeare.py --models lm,vae --minutes 88 --threads 1   # two cores
     python bench/shakespeare.py --models vae --minutes 30 --resume          # another piece
     python bench/shakespeare.py --models lm --minutes 1 --num-test 50 --k 20  # smoke
 """
@@ -116,6 +118,7 @@ def main() -> int:
     parser.add_argument("--num-test", type=int, default=None)
     parser.add_argument("--num-train", type=int, default=None, help="fewer lines (smoke)")
     parser.add_argument("--free-bits", type=float, default=0.25, help="vae: nats per dimension")
+    parser.add_argument("--dropout", type=float, default=0.3, help="decoder dropout")
     parser.add_argument("--out", type=Path, default=Path("bench-runs/shakespeare"))
     parser.add_argument("--threads", type=int, default=2, help="1: two runs side by side")
     parser.add_argument("--resume", action="store_true", help="train existing runs further")
@@ -139,7 +142,8 @@ def main() -> int:
     for name in [name for name in args.models.split(",") if name]:
         out = args.out / name
         torch.manual_seed(0)
-        model = text_vae(len(vocab), MAX_LENGTH + 1, **MODELS[name], **NETWORK)
+        network = {**NETWORK, "dropout": args.dropout}
+        model = text_vae(len(vocab), MAX_LENGTH + 1, **MODELS[name], **network)
         trained = (out / "trainer.json").exists()
         if args.eval_only or (trained and not args.resume):
             load_weights(model, out / "model.safetensors")
@@ -154,7 +158,8 @@ def main() -> int:
         # the language model's q is its prior and its decoder ignores z: one proposal is exact
         k = args.k if MODELS[name]["latent_dim"] else 1
         summary = _evaluate(model, vocab, test, k)
-        summary.update(epochs=len(history), train_minutes=sum(r["seconds"] for r in history) / 60)
+        minutes = sum(r["seconds"] for r in history) / 60
+        summary.update(epochs=len(history), train_minutes=minutes, dropout=args.dropout)
         print(
             f"{name}: test NLL {summary['nll_per_line']:.2f} nats per line "
             f"(k={k}, ± {summary['nll_stderr']:.2f}), perplexity "

@@ -112,6 +112,18 @@ def test_the_likelihood_is_the_lstm_step_by_step_and_padding_changes_nothing() -
     np.testing.assert_allclose(chunked, vae.decode(zs).log_prob(x).detach(), rtol=1e-6)
 
 
+def test_dropout_acts_on_the_decoders_outputs_in_training_only() -> None:
+    torch.manual_seed(0)
+    vae = text_vae(11, 6, 3, embed_dim=4, hidden_dim=50, dropout=0.5)
+    z, x = torch.randn(1, 3), torch.tensor([[4.0, 7.0, 10.0, 3.0, 0.0, 0.0]])
+    h, _ = vae.decoder.body(z, x.long())
+    assert 0.4 < float((h == 0).float().mean()) < 0.6  # the outputs, not only the inputs
+    assert not torch.equal(vae.decode(z).log_prob(x), vae.decode(z).log_prob(x))
+    vae.eval()  # evaluation is the plain LSTM
+    got = vae.decode(z).log_prob(x).detach().numpy()
+    np.testing.assert_allclose(got, [_lstm_log_p(vae, z[0], x[0])], rtol=1e-5)
+
+
 def test_one_step_is_a_categorical_of_z() -> None:
     """A one-token row: the sequence model is Categorical(softmax(W h_1(z))) over the words
     and </s> (<pad> and <s> are never predicted)."""

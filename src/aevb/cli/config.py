@@ -84,7 +84,7 @@ class ModelConfig:
     embed_dim: int = 256  # rnn: word embeddings
     bidirectional: bool = True  # rnn: the encoder reads each line both ways
     word_dropout: float = 0.0  # rnn: input words replaced by <unk> while training (Bowman)
-    dropout: float = 0.0  # rnn: on embeddings and between stacked layers
+    dropout: float = 0.0  # rnn: decoder embeddings and outputs, between layers
     channels: tuple[int, ...] = (32, 64)  # conv/resnet: channels of each stride-2 stage
     norm: str = "none"  # conv/resnet: normalization after each convolution
     spatial_latents: bool = False  # conv/resnet: z_1 is latent_dim channels on the last map

@@ -39,7 +39,7 @@ HELP = {
     "bidirectional": "rnn: the encoder reads each line in both directions",
     "word_dropout": "rnn: chance that an input word of the decoder is replaced by <unk> while "
     "training (against posterior collapse)",
-    "dropout": "rnn: dropout on the embeddings and between stacked layers",
+    "dropout": "rnn: dropout on the decoder's embeddings and outputs and between stacked layers",
     "channels": "conv/resnet: channels of each stride-2 stage, comma-separated (decoder: reversed)",
     "norm": "conv/resnet: normalization after each convolution",
     "spatial_latents": "conv/resnet: z_1 is a map, latent_dim channels at each position of the "

@@ -93,7 +93,7 @@ def text_vae(
             deep in encoder and decoder, the encoder reading both ways.
         word_dropout: input words replaced by ``<unk>`` while training, against posterior
             collapse (Bowman et al. 2016).
-        dropout: on the embeddings (and between stacked layers).
+        dropout: on the decoder's embeddings and outputs (and between stacked layers).
         z_init, z_every_step: z sets the decoder's initial state / is read at every step.
         prior: p(z) (``None``: N(0, I)).
 

@@ -79,7 +79,8 @@ class RNNDecoder(nn.Module):
 
     z sets the initial state (``z_init``: h_0 = tanh(W z), c_0 = 0) and/or is concatenated to
     every step's input embedding (``z_every_step``); with ``latent_dim = 0`` it is a plain
-    language model. Embedding ``dropout`` as Bowman et al. trained.
+    language model. ``dropout`` acts on the input embeddings and on the hidden states before
+    the output projection (Zaremba et al. 2014; the setup of He et al. 2019's LSTM decoders).
 
     With ``channels > 0`` the steps are real vectors (a linear map replaces the embedding)
     and :meth:`logits` gives ``out_dim`` numbers per step (the parameters of each step's
@@ -140,7 +141,7 @@ class RNNDecoder(nn.Module):
         if self.z_every_step:
             e = torch.cat([e, z[:, None, :].expand(-1, inputs.shape[1], -1).to(e.dtype)], -1)
         h, state = self.rnn(e, self.initial_state(z) if state is None else state)
-        return h, state
+        return self.dropout(h), state
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.out(h)
