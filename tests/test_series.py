@@ -138,9 +138,15 @@ def test_sequences_from_the_command_line(tmp_path: Path) -> None:
     assert facts["sequence_shape"] == [11, 2] and (run / "series.png").exists()
     assert aevb("sample", run, "--num", "3", "--out", tmp_path / "s.npy").returncode == 0
     assert np.load(tmp_path / "s.npy").shape == (3, 22)
-    evaluated = aevb("evaluate", run, "--k", "10", "--quiet", "--out", tmp_path / "e.json")
+    evaluated = aevb(
+        "evaluate", run, "--data", tmp_path / "s.csv", "--k", "10", "--out", tmp_path / "e.json"
+    )
     assert evaluated.returncode == 0, evaluated.stderr
-    assert json.loads((tmp_path / "e.json").read_text())["log_px"] > -200
+    summary = json.loads((tmp_path / "e.json").read_text())
+    assert summary["log_px"] > -200 and summary["num_examples"] == 120
+    real_values = 2 * len(rows) / 120  # per sequence, not the padded 11 x 2
+    expected_bits = -summary["log_px"] / (real_values * np.log(2))
+    assert summary["bits_per_dim"] == pytest.approx(expected_bits, rel=1e-9)
     short = tmp_path / "short.csv"  # new sequences, shorter than the run's: padded with NaN
     table = pd.DataFrame([(0, 0, 0.1, 0.2), (0, 1, 0.3, 0.4)], columns=["id", "t", "x", "y"])
     table.to_csv(short, index=False)

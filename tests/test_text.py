@@ -110,6 +110,8 @@ def test_the_likelihood_is_the_lstm_step_by_step_and_padding_changes_nothing() -
     with torch.no_grad():
         chunked = sequence.TokenSequence(vae.decoder.body, zs, 6, chunk_rows=3).log_prob(x)
     np.testing.assert_allclose(chunked, vae.decode(zs).log_prob(x).detach(), rtol=1e-6)
+    expanded = sequence.TokenSequence(vae.decoder.body, zs[:, :1], 6, chunk_rows=3).expand((7, 2))
+    assert expanded.chunk_rows == 3 and expanded.batch_shape == (7, 2)
 
 
 def test_dropout_acts_on_the_decoders_outputs_in_training_only() -> None:

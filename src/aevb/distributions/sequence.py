@@ -63,7 +63,9 @@ class TokenSequence(Distribution):
 
     def expand(self, batch_shape: Any, _instance: Any = None) -> TokenSequence:
         z = self.z.expand(*batch_shape, self.z.shape[-1])
-        return TokenSequence(self.decoder, z, self.length, word_dropout=self.word_dropout)
+        return TokenSequence(
+            self.decoder, z, self.length, word_dropout=self.word_dropout, chunk_rows=self.chunk_rows
+        )
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         shape = torch.broadcast_shapes(self.batch_shape, value.shape[:-1])

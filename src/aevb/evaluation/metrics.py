@@ -22,7 +22,7 @@ from ..data.ondisk import Rows
 from ..distributions.core import upcast
 from ..distributions.kl import kl_per_dim, kl_per_layer
 from ..distributions.quantized import Codes
-from ..distributions.sequence import TokenSequence
+from ..distributions.sequence import RealSequence, TokenSequence
 from ..errors import ConfigError
 from ..inference.objectives import ELBOTerms, elbo
 from ..models.vae import VAE, as_rows
@@ -272,8 +272,9 @@ def _log_weights(model: VAE, matmul_dtype: torch.dtype):
     return log_weights
 
 
-def bits_per_dim(log_px_nats: float, data_dim: int) -> float:
-    """-log2 p(x) / data_dim: the negative log-likelihood in bits per dimension."""
+def bits_per_dim(log_px_nats: float, data_dim: float) -> float:
+    """-log2 p(x) / data_dim: the negative log-likelihood in bits per dimension (``data_dim``
+    an average where rows have different lengths)."""
     return -log_px_nats / (data_dim * math.log(2))
 
 
@@ -353,7 +354,11 @@ def summarize(
         **(layers or {}),
         "warnings": [],
     }
-    if isinstance(model.decode(prior.sample((1,))), TokenSequence):  # sentences: per word
+    px = model.decode(prior.sample((1,)))
+    if isinstance(px, RealSequence):  # per real value: NaN after each end is no dimension
+        real_values = int((~torch.isnan(x[:])).sum()) / x.shape[0]  # held in memory
+        summary["bits_per_dim"] = bits_per_dim(estimate.mean, real_values)
+    if isinstance(px, TokenSequence):  # sentences: per word
         tokens = int((x[:] != 0).sum())  # text is held in memory
         summary["tokens"] = tokens  # words and </s>
         summary["perplexity_per_word"] = math.exp(-estimate.mean * x.shape[0] / tokens)
