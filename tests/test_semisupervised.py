@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import nn
 
-from aevb import DataError, NormalHead
+from aevb import DataError, M1Features, NormalHead, mlp_vae
 from aevb.inference import semi_supervised_objective
 from aevb.models.semisupervised import UNLABELLED, error_rate, labelled_subset, mlp_m2
 from aevb.nn.mlp import LabelConditionedMLP
@@ -139,6 +139,25 @@ def test_two_gaussians_recovered_from_a_handful_of_labels():
     assert error <= bayes_error + 0.01, (error, bayes_error)
     assert error < supervised_only
     assert history[-1]["train_unlabelled_elbo"] > history[0]["train_unlabelled_elbo"]
+
+
+def test_m1_features_are_draws_of_q_while_training_and_its_mean_otherwise():
+    torch.manual_seed(0)
+    m1 = mlp_vae(6, 3, (8,), likelihood=NormalHead)
+    x = torch.randn(200, 6)
+    features = M1Features(m1, x, threshold=0.0)
+    with torch.no_grad():
+        qz = m1.encode(x[:2])
+    standardized_mean = (qz.mean - features.loc) / features.scale
+    features.eval()
+    assert torch.equal(features(x[:2]), standardized_mean)
+    features.train()
+    assert not m1.training  # M1 itself stays frozen in eval mode
+    draws = torch.stack([features(x[:2]) for _ in range(4000)])
+    sd = qz.stddev / features.scale
+    assert ((draws.mean(0) - standardized_mean).abs() < 4 * sd / 4000**0.5).all()
+    torch.testing.assert_close(draws.std(0), sd, atol=0, rtol=0.05)
+    assert torch.equal(M1Features(m1, x, threshold=0.0, sample=False)(x[:2]), standardized_mean)
 
 
 def _nearest_mean_error(x, y, x_test, y_test) -> float:

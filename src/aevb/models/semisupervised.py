@@ -261,18 +261,22 @@ class SemiSupervisedVAE(nn.Module):
 
 
 class M1Features(nn.Module):
-    """x -> standardized E_q[z1|x] of a trained VAE's active units: M2's data in M1+M2.
+    """x -> standardized z1 ~ q(z1|x) of a trained VAE's active units: M2's data in M1+M2.
 
     Kingma et al. (2014) stack M2 on the latent space of a VAE (M1) trained without labels.
     Units whose posterior mean hardly varies over the data (standard deviation below
     ``threshold``, Burda et al.'s activity criterion) carry no information and are dropped;
-    the rest are standardized. The M1 is frozen.
+    the rest are standardized. The M1 is frozen. While training, the features are a fresh
+    sample of q(z1|x) at every call, as Kingma et al.'s code draws them for every minibatch
+    (new noisy copies of the few labelled examples); in eval mode, and with
+    ``sample=False``, they are the posterior mean.
 
     Args:
         m1: a trained :class:`aevb.VAE`.
         x: ``(n, D)`` data that fix the standardization (``None``: placeholders, to be
             filled by ``load_state_dict``).
         threshold: activity threshold on the standard deviation of E_q[z|x].
+        sample: draw z1 ~ q(z1|x) in training mode (else its mean).
 
     Shapes:
         ``(*batch, D)`` -> ``(*batch, out_dim)``; :meth:`to_data` maps back through M1's decoder.
@@ -282,9 +286,16 @@ class M1Features(nn.Module):
     scale: torch.Tensor
     active: torch.Tensor
 
-    def __init__(self, m1: VAE, x: torch.Tensor | None = None, threshold: float = 0.1) -> None:
+    def __init__(
+        self,
+        m1: VAE,
+        x: torch.Tensor | None = None,
+        threshold: float = 0.1,
+        *,
+        sample: bool = True,
+    ) -> None:
         super().__init__()
-        self.m1 = m1.eval().requires_grad_(False)
+        self.m1, self.sample = m1.eval().requires_grad_(False), sample
         if x is None:
             loc, scale = torch.zeros(m1.latent_dim), torch.ones(m1.latent_dim)
         else:
@@ -298,8 +309,15 @@ class M1Features(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            means = self.m1.encode(x).mean
-        return ((means - self.loc) / self.scale)[..., self.active]
+            qz = self.m1.encode(x)
+            z1 = qz.sample() if self.sample and self.training else qz.mean
+        return ((z1 - self.loc) / self.scale)[..., self.active]
+
+    def train(self, mode: bool = True) -> M1Features:
+        """Training mode draws samples; M1's own networks stay in eval mode (frozen)."""
+        self.training = mode
+        self.m1.eval()
+        return self
 
     def to_data(self, v: torch.Tensor) -> torch.Tensor:
         """Mean of M1's p(x|z1) at z1 = the unstandardized features (inactive units at their
