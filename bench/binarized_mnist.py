@@ -20,6 +20,7 @@ Models (784-200-200-50 tanh MLPs, Bernoulli likelihood; Burda et al. 2015's arch
     gauss20  the Gaussian VAE of the same networks, 20 latent dimensions: the baseline
     vq       VQ-VAE on the same networks: 20 codes of a 128-vector codebook, transformer prior
              over the codes; its bound log p(x|z_q) + log p(z_q) (q is a point mass)
+    m1       Kingma et al. (2014)'s M1 for M1+M2: 784-500-500-50 softplus, ELBO
 
 All train with Adam (lr 1e-3 decayed per epoch, batch 100) and a 100-epoch KL warm-up (50 for
 the slower VampPrior), each for at most ``--minutes`` of wall time on this machine; early
@@ -73,6 +74,7 @@ PUBLISHED = {  # MISSION.md; issue 16 for the hierarchies
     "bern200": 105.0,  # ibid., 200 Bernoulli latents
     "gauss20": None,  # the Gaussian VAE of the same networks, 20 latent dimensions
     "vq": None,  # VQ-VAE + autoregressive prior: the bound log p(x|z_q) + log p(z_q)
+    "m1": None,  # Kingma et al. (2014) publish no NLL for their M1
 }
 BASE = {
     "data": {"source": f"binarized-mnist:{DATA}"},
@@ -168,6 +170,11 @@ MODELS["vq"] = {
               "prior": "autoregressive"},
     "train": {"kl_warmup_epochs": 0, "lr_decay": 0.99, "prior_epochs": 10},
 }  # fmt: skip
+# Kingma et al. (2014)'s M1 for M1+M2 (bench/semi_supervised.py --m1): 500-500 softplus.
+MODELS["m1"] = {
+    "model": {"hidden_dims": [500, 500], "activation": "softplus"},
+    "train": {"kl_warmup_epochs": 50, "lr_decay": 0.99},
+}
 WARM_START = {"iwae50": "vae", "hiwae2": "hvae2"}
 
 
