@@ -7,8 +7,10 @@ records the error on the validation split's 846 labelled images after every epoc
 selection: the last model is scored).
 
 - M2: ``mlp_m2(784, 10)`` (500 softplus units, 50 latent dimensions, Bernoulli likelihood).
-- M1+M2: M2 with a Gaussian likelihood on the standardized posterior means of a trained M1 VAE
-  (default: the 784-200-200-50 tanh VAE of ``bench/binarized_mnist.py``).
+- M1+M2: M2 with a Gaussian likelihood on the standardized latent features of a trained M1
+  VAE (``--m1``, e.g. ``bench/binarized_mnist.py``'s ``m1``, Kingma et al.'s 500-500 softplus
+  VAE, or its 200-200 tanh ``vae``), drawn from q(z1|x) at every step as Kingma et al.'s code
+  does (``--m1-means``: the posterior means instead).
 - Pyro: the M2 of Pyro's ``ss-vae`` example written with ``TraceEnum_ELBO`` (the label
   enumerated in parallel, the auxiliary classification loss x46, Adam 4.2e-4), same networks,
   same split. Epoch counts (not wall time) fix each run, so results do not depend on load.
@@ -96,7 +98,8 @@ def _conv_bodies(body: str):
 
 
 def run_m1m2(train, valid, test, y, seed: int, args: argparse.Namespace, out: Path | None) -> dict:
-    features = M1Features(load_run(args.m1).vae, train.x)  # active units, standardized
+    # active units, standardized; drawn from q(z1|x) at every step unless --m1-means
+    features = M1Features(load_run(args.m1).vae, train.x, sample=not args.m1_means)
     torch.manual_seed(seed)
     model = mlp_m2(features.out_dim, 10, likelihood=NormalHead, features=features)
     history, seconds = fit(model, train, valid, y, seed, args.m1m2_epochs, args, "M1+M2")
@@ -227,6 +230,7 @@ def main() -> None:
     )
     parser.add_argument("--beta", type=float, default=1.0, help="KL weight of z (paper: 1)")
     parser.add_argument("--m1", default="bench-runs/binarized-mnist/vae", help="M1 run folder")
+    parser.add_argument("--m1-means", action="store_true", help="M1+M2 on E[z1|x], no draws")
     parser.add_argument("--out", type=Path, default=Path("bench-runs/semi-supervised"))
     args = parser.parse_args()
     npz = Path(args.data) / "binarized_mnist.npz"
