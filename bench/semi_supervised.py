@@ -19,6 +19,9 @@ Writes ``results.json``, per-seed learning curves, and for seed 0 the analogies 
 conditional samples of M2 into ``--out``.
 
     .venv/bin/python bench/semi_supervised.py --seeds 0 1 2 --m2-epochs 50 --m1m2-epochs 30
+
+Seeds can run side by side, one core each, into separate ``--out`` folders
+(``--seeds 0 --threads 1 --out bench-runs/ss-0`` beside ``--seeds 1 ...``).
 """
 
 from __future__ import annotations
@@ -230,6 +233,7 @@ def main() -> None:
     )
     parser.add_argument("--beta", type=float, default=1.0, help="KL weight of z (paper: 1)")
     parser.add_argument("--m1", default="bench-runs/binarized-mnist/vae", help="M1 run folder")
+    parser.add_argument("--threads", type=int, default=0, help="1: seeds side by side (0: all)")
     parser.add_argument("--m1-means", action="store_true", help="M1+M2 on E[z1|x], no draws")
     parser.add_argument("--out", type=Path, default=Path("bench-runs/semi-supervised"))
     args = parser.parse_args()
@@ -238,7 +242,7 @@ def main() -> None:
         print(f"skipped: {npz} is absent (see ../shared/data/README.md)")
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    torch.set_num_threads(args.threads or max(torch.get_num_threads(), 1))
     train, valid, test = split(load_dataset(f"binarized-mnist:{args.data}"), (0.1, 0.1))
     known = valid.y != UNLABELLED
     valid = valid[known.nonzero().flatten()]
