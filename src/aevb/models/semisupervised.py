@@ -14,9 +14,8 @@ and for an unlabelled x the label is summed out exactly by enumerating the class
 
 The classifier q(y|x) would learn only from U; the term ``alpha * log q(y|x)`` on labelled
 data trains it directly (the paper's eq. 9). Without a classifier the same model is a
-conditional VAE, p(x|y,z) p(z) with q(z|x,y), fitted on fully labelled data.
-
-Labels are integers ``0 .. num_classes - 1``; :data:`UNLABELLED` (-1) marks a missing one.
+conditional VAE, p(x|y,z) p(z) with q(z|x,y), fitted on fully labelled data. Labels are
+integers ``0 .. num_classes - 1``; :data:`UNLABELLED` (-1) marks a missing one.
 """
 
 from __future__ import annotations
@@ -266,17 +265,14 @@ class M1Features(nn.Module):
     Kingma et al. (2014) stack M2 on the latent space of a VAE (M1) trained without labels.
     Units whose posterior mean hardly varies over the data (standard deviation below
     ``threshold``, Burda et al.'s activity criterion) carry no information and are dropped;
-    the rest are standardized. The M1 is frozen. While training, the features are a fresh
-    sample of q(z1|x) at every call, as Kingma et al.'s code draws them for every minibatch
-    (new noisy copies of the few labelled examples); in eval mode, and with
-    ``sample=False``, they are the posterior mean.
+    the rest are standardized. The M1 is frozen. Training draws z1 afresh at each call, as
+    Kingma et al.'s code does per minibatch (new noisy copies of the few labelled images).
 
     Args:
         m1: a trained :class:`aevb.VAE`.
-        x: ``(n, D)`` data that fix the standardization (``None``: placeholders, to be
-            filled by ``load_state_dict``).
+        x: ``(n, D)`` data fixing the standardization (``None``: set by ``load_state_dict``).
         threshold: activity threshold on the standard deviation of E_q[z|x].
-        sample: draw z1 ~ q(z1|x) in training mode (else its mean).
+        sample: draw z1 ~ q(z1|x) in training mode (False, and in eval mode: its mean).
 
     Shapes:
         ``(*batch, D)`` -> ``(*batch, out_dim)``; :meth:`to_data` maps back through M1's decoder.
@@ -287,12 +283,7 @@ class M1Features(nn.Module):
     active: torch.Tensor
 
     def __init__(
-        self,
-        m1: VAE,
-        x: torch.Tensor | None = None,
-        threshold: float = 0.1,
-        *,
-        sample: bool = True,
+        self, m1: VAE, x: torch.Tensor | None = None, threshold: float = 0.1, *, sample: bool = True
     ) -> None:
         super().__init__()
         self.m1, self.sample = m1.eval().requires_grad_(False), sample
@@ -314,8 +305,7 @@ class M1Features(nn.Module):
         return ((z1 - self.loc) / self.scale)[..., self.active]
 
     def train(self, mode: bool = True) -> M1Features:
-        """Training mode draws samples; M1's own networks stay in eval mode (frozen)."""
-        self.training = mode
+        self.training = mode  # draws in training mode; M1 itself stays frozen in eval mode
         self.m1.eval()
         return self
 
