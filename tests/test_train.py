@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,20 @@ def test_early_stopping_restores_the_best_weights(digits, tmp_path: Path) -> Non
     best_model = load_weights(_model(1), tmp_path / "model.safetensors")
     assert _same_weights(best_model, model)
     assert trainer.best_valid == best
+
+
+def test_a_wall_time_budget_starts_no_epoch_that_would_overrun_it(digits) -> None:
+    train, _ = digits
+
+    def slow_metrics(model: nn.Module) -> dict[str, float]:
+        time.sleep(0.4)  # every epoch lasts at least 0.4 s
+        return {}
+
+    budget = 1.0  # two epochs fit; a third would end past it (the old rule ran it)
+    trainer = Trainer(_model(), max_epochs=10, max_seconds=budget, epoch_metrics=slow_metrics,
+                      progress=False)  # fmt: skip
+    history = trainer.fit(train)
+    assert history and sum(h["seconds"] for h in history) <= budget, history
 
 
 def test_resume_continues_exactly(digits, tmp_path: Path) -> None:

@@ -134,7 +134,7 @@ class TrainConfig:
     precision: str = "float32"  # bfloat16: matrix products in bfloat16, densities float32
     compile: bool = False  # torch.compile the objective (10-20 s once)
     device: str = "cpu"  # cpu, cuda or cuda:N
-    max_minutes: float | None = None  # stop after the epoch that passes this wall time
+    max_minutes: float | None = None  # wall-time budget: no epoch starts that would end past it
     init_from: str | None = None  # a run folder whose model.safetensors starts training
     inference: str = "amortized"  # or mean-field: per-example q, the encoder unused
     local_lr: float = 0.01  # mean-field: Adam step size of the per-example parameters

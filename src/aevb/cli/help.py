@@ -91,7 +91,7 @@ HELP = {
     "device": "where to train: cpu, cuda or cuda:N",
     "tensorboard": "log terms, KL per dimension, lr and image grids to RUN/tensorboard",
     "snapshot_every": "steps between recorded posterior means for latent.gif (0: none)",
-    "max_minutes": "stop after the epoch that passes this wall time",
+    "max_minutes": "wall-time budget: no epoch starts that would end past it",
     "init_from": "a run folder whose model.safetensors starts training",
     "inference": "amortized (an encoder) or mean-field (a free q_i per training example)",
     "local_lr": "mean-field: learning rate of the per-example parameters (SparseAdam)",

@@ -69,7 +69,7 @@ def fit_semi_supervised(
             ``None``: N_l / N, the paper's objective.
         lr, lr_decay: Adam step size, multiplied by ``lr_decay`` after every epoch.
         beta: KL weight of z, see :func:`aevb.semi_supervised_objective`.
-        max_seconds: stop after the first epoch that ends past this wall time.
+        max_seconds: wall-time budget: no epoch starts that would end past it.
 
     Raises:
         DataError: labels or data that do not fit the model (no labelled row at all, a label

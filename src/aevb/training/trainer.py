@@ -102,7 +102,8 @@ class Trainer:
             this many encoder steps before each decoder step, until I(x; z) on ``valid``
             stops rising (:mod:`aevb.training.aggressive`); 0: off.
         clip_grad_norm: clip the gradient's global norm to this value (``None``: no clipping).
-        max_seconds: stop after the first epoch that ends past this wall time of ``fit``.
+        max_seconds: wall-time budget of ``fit``: no epoch starts that would end past it,
+            judged by the length of the last epoch (the first one always runs).
         seed: seeds parameter-free randomness (shuffling, z samples) for reproducible runs.
         run_dir: folder for checkpoints and metrics (``None``: keep nothing on disk).
         progress: show a live bar with the batch terms, and one line per epoch.
@@ -263,7 +264,7 @@ class Trainer:
             kept = self.run_dir / "model.safetensors" if self.run_dir is not None else "memory"
             tqdm.write(f"(* marks a new best validation score; its weights are kept in {kept})")
         while self.epoch < self.max_epochs and not self._should_stop(valid):
-            if self.max_seconds is not None and time.perf_counter() - started > self.max_seconds:
+            if self._out_of_time(started):
                 break
             start = time.perf_counter()
             record = self._train_epoch(data, warmup_steps, steps_per_epoch)
@@ -295,6 +296,13 @@ class Trainer:
             self.model.load_state_dict(self._best_state)
         self.model.eval()
         return self.history
+
+    def _out_of_time(self, started: float) -> bool:
+        """Would the next epoch, as long as the last one, end past ``max_seconds``?"""
+        if self.max_seconds is None:
+            return False
+        last = self.history[-1]["seconds"] if self.history else 0.0
+        return time.perf_counter() - started + last > self.max_seconds
 
     def _train_epoch(self, data: Data, warmup_steps: int, steps: int) -> dict[str, Any]:
         self.model.train()
