@@ -67,8 +67,9 @@ def fit(model, train, valid, y, seed: int, epochs: int, args, name: str) -> tupl
         epochs=epochs,
         lr=1e-3,
         alpha=args.alpha,
+        labelled_share=args.labelled_share,
         beta=args.beta,
-        max_seconds=3300,
+        max_seconds=60 * args.max_minutes,
         seed=seed,
         progress=True,  # one line per epoch, with the validation error
     )
@@ -231,6 +232,10 @@ def main() -> None:
         help="M2's networks of x: MLPs, convolutional encoder and classifier (32, 64 channels) "
         "with the MLP decoder, or convolutional everywhere",
     )
+    parser.add_argument(
+        "--labelled-share", type=float, default=None, help="weight of the labelled ELBO (N_l/N)"
+    )
+    parser.add_argument("--max-minutes", type=float, default=55.0, help="per model and seed")
     parser.add_argument("--beta", type=float, default=1.0, help="KL weight of z (paper: 1)")
     parser.add_argument("--m1", default="bench-runs/binarized-mnist/vae", help="M1 run folder")
     parser.add_argument("--threads", type=int, default=0, help="1: seeds side by side (0: all)")
