@@ -73,7 +73,7 @@ trainer = Trainer(model, objective=objective, max_epochs=5, progress=False)
 try:
     trainer.fit(load_dataset("digits-binary").x)
 except TrainingDiverged as error:
-    print(f"rank {rank} stopped at step {trainer.step}: {str(error).splitlines()[0]}")
+    print(f"rank {rank} stopped at step {trainer.step}: {str(error).splitlines()[0]}", flush=True)
 leave()
 """
 
@@ -92,6 +92,6 @@ def test_a_nan_on_one_rank_stops_every_rank(tmp_path: Path) -> None:
     assert [line.split(":")[0] for line in lines] == [
         "rank 0 stopped at step 7",
         "rank 1 stopped at step 7",
-    ]
+    ], (result.stdout, result.stderr[-2000:])
     assert "became nan at epoch 1, step 8" in lines[1]  # the rank that met it
     assert "became NaN or inf on another process at epoch 1, step 8" in lines[0]
