@@ -78,16 +78,22 @@ leave()
 """
 
 
+def _two_ranks(script: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` as two torchrun processes; it must exit 0 within two minutes."""
+    path = tmp_path / "script.py"
+    path.write_text(script)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
+    result = subprocess.run(
+        [*launcher, "2", str(path)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def test_a_nan_on_one_rank_stops_every_rank(tmp_path: Path) -> None:
     """Rank 1 alone meets a NaN at step 7: both ranks stop at that step with the divergence
     error (none is left waiting in an all_reduce), before taking the bad step."""
-    script = tmp_path / "nan.py"
-    script.write_text(NAN_ON_RANK_ONE)
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
-    result = subprocess.run(
-        [*launcher, "2", str(script)], capture_output=True, text=True, timeout=300, check=False
-    )
-    assert result.returncode == 0, result.stderr
+    result = _two_ranks(NAN_ON_RANK_ONE, tmp_path)
     lines = sorted(line for line in result.stdout.splitlines() if line.startswith("rank"))
     assert [line.split(":")[0] for line in lines] == [
         "rank 0 stopped at step 7",
@@ -95,3 +101,34 @@ def test_a_nan_on_one_rank_stops_every_rank(tmp_path: Path) -> None:
     ], (result.stdout, result.stderr[-2000:])
     assert "became nan at epoch 1, step 8" in lines[1]  # the rank that met it
     assert "became NaN or inf on another process at epoch 1, step 8" in lines[0]
+
+
+LATE_CLOCK_ON_RANK_ONE = """
+import time
+import torch
+from aevb import Trainer, load_dataset, mlp_vae
+from aevb.training.distributed import join_from_environment, leave, rank_and_size
+
+torch.set_num_threads(1)
+join_from_environment(torch.device("cpu"))
+rank, _ = rank_and_size()
+torch.manual_seed(0)
+trainer = Trainer(mlp_vae(64, 2, (32,)), max_epochs=50, max_seconds=6.0, progress=False,
+                  epoch_metrics=lambda model: time.sleep(0.4) or {})
+torch.distributed.barrier()  # the processes started at different times; line them up
+if rank == 1:
+    time.sleep(3.0)  # then rank 1's clock starts 3 s after rank 0's
+trainer.fit(load_dataset("digits-binary").x[:200])  # two steps: an epoch is ~0.4 s
+print(f"rank {rank} trained {trainer.epoch} epochs", flush=True)
+leave()
+"""
+
+
+def test_rank_zero_clock_ends_a_timed_run_on_every_rank(tmp_path: Path) -> None:
+    """Rank 0's clock runs 3 s ahead: by it the 6 s budget holds ~7 epochs of ~0.4 s, by
+    rank 1's ~14. Both must stop where rank 0 does, or rank 1 is left alone in an
+    all_reduce (its run fails)."""
+    result = _two_ranks(LATE_CLOCK_ON_RANK_ONE, tmp_path)
+    lines = sorted(line for line in result.stdout.splitlines() if line.startswith("rank"))
+    epochs = [line.split()[3] for line in lines]
+    assert len(lines) == 2 and epochs[0] == epochs[1], (result.stdout, result.stderr[-2000:])

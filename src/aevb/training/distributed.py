@@ -30,7 +30,10 @@ def join_from_environment(device: torch.device) -> None:
     """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1): gloo on CPU,
     NCCL on GPUs. Multi-node runs use torchrun's own rendezvous options."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # On GPUs the gradients go through NCCL; the small flags and figures the Trainer
+        # agrees on (a NaN, the time budget, rank 0's validation scores) are CPU tensors,
+        # which NCCL alone refuses, so gloo carries those.
+        dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
 
 
 def local_device(device: torch.device) -> torch.device:

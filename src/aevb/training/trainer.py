@@ -103,7 +103,8 @@ class Trainer:
             stops rising (:mod:`aevb.training.aggressive`); 0: off.
         clip_grad_norm: clip the gradient's global norm to this value (``None``: no clipping).
         max_seconds: wall-time budget of ``fit``: no epoch starts that would end past it,
-            judged by the length of the last epoch (the first one always runs).
+            judged by the length of the last epoch (the first one always runs); in a
+            multi-process run rank 0's clock decides for every rank.
         seed: seeds parameter-free randomness (shuffling, z samples) for reproducible runs.
         run_dir: folder for checkpoints and metrics (``None``: keep nothing on disk).
         progress: show a live bar with the batch terms, and one line per epoch.
@@ -298,11 +299,16 @@ class Trainer:
         return self.history
 
     def _out_of_time(self, started: float) -> bool:
-        """Would the next epoch, as long as the last one, end past ``max_seconds``?"""
+        """Would the next epoch, as long as the last one, end past ``max_seconds``? Rank 0's
+        clock decides for every rank: ranks that disagreed would leave one waiting in an
+        all_reduce for an epoch the others never start."""
         if self.max_seconds is None:
             return False
         last = self.history[-1]["seconds"] if self.history else 0.0
-        return time.perf_counter() - started + last > self.max_seconds
+        out = time.perf_counter() - started + last > self.max_seconds
+        if self.world > 1:
+            out = bool(from_rank_zero(torch.tensor([float(out)]))[0])
+        return out
 
     def _train_epoch(self, data: Data, warmup_steps: int, steps: int) -> dict[str, Any]:
         self.model.train()
