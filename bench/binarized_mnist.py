@@ -37,6 +37,7 @@ the same images and weights. Results accumulate in ``--out``/results.json.
     python bench/binarized_mnist.py --models vae --minutes 2 --num-test 500 --k 500  # smoke
     python bench/binarized_mnist.py --models hvae2 --minutes 50 --resume  # one more piece
     python bench/binarized_mnist.py --models cat20x10,gauss20 --minutes 45 --also-k 1000
+    python bench/binarized_mnist.py --models hvae2,hiwae2 --minutes 4 --device cuda  # a GPU
 
 ``--resume`` continues each named run that exists for another ``--minutes`` of training (the
 Trainer's own resume: bit-exact), so a model can be trained in pieces across sessions.
@@ -178,11 +179,12 @@ MODELS["m1"] = {
 WARM_START = {"iwae50": "vae", "hiwae2": "hvae2"}
 
 
-def _config(name: str, out: Path, minutes: float) -> Any:
+def _config(name: str, out: Path, minutes: float, device: str = "cpu") -> Any:
     raw = json.loads(json.dumps(BASE))
     for section, values in MODELS[name].items():
         raw[section].update(values)
     raw["train"]["max_minutes"] = minutes
+    raw["train"]["device"] = device
     if name in WARM_START:
         raw["train"]["init_from"] = str(out / WARM_START[name])
         raw["train"]["kl_warmup_epochs"] = 0
@@ -270,6 +272,7 @@ def main() -> int:
     parser.add_argument("--timing", action="store_true", help="time log p(x), compare pythae")
     parser.add_argument("--train-only", action="store_true", help="train, evaluate later")
     parser.add_argument("--resume", action="store_true", help="train existing runs further")
+    parser.add_argument("--device", default="cpu", help="cuda: train and evaluate on a GPU")
     args = parser.parse_args()
     if not (DATA / "binarized_mnist.npz").exists():
         print(f"skipped: {DATA / 'binarized_mnist.npz'} not found")
@@ -280,7 +283,7 @@ def main() -> int:
     computed: list[str] = []
     for name in [name for name in args.models.split(",") if name]:
         out = args.out / name
-        config = _config(name, args.out, args.minutes)
+        config = _config(name, args.out, args.minutes, args.device)
         if (out / "trainer.json").exists() and args.resume:
             print(f"{name}: training the run in {out} for up to {args.minutes} more minutes")
             run = train_run(config, out, resume=True, progress=False)
@@ -295,6 +298,7 @@ def main() -> int:
             started = time.perf_counter()
             run = train_run(config, out, progress=False)
             train_seconds = time.perf_counter() - started
+        run.model.to(args.device)  # a reused run loads on the CPU
         if args.train_only:
             continue
         test = load_run_data(config)[2].x[: args.num_test]
