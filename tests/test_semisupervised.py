@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,6 +140,34 @@ def test_two_gaussians_recovered_from_a_handful_of_labels():
     assert error <= bayes_error + 0.01, (error, bayes_error)
     assert error < supervised_only
     assert history[-1]["train_unlabelled_elbo"] > history[0]["train_unlabelled_elbo"]
+
+
+def test_a_fit_in_two_pieces_equals_one_fit(tmp_path: Path) -> None:
+    """Long M2 fits run in pieces: 3 epochs, then 2 more resumed from the run folder, end
+    with the same weights and history as 5 epochs in one go (the resumed call's own seed and
+    initial weights are replaced by the checkpoint's)."""
+    x, labels = torch.rand(120, 6).round(), torch.randint(0, 3, (120,))
+    y = torch.full_like(labels, UNLABELLED)
+    y[:12] = labels[:12]
+
+    def fit(epochs: int, seed: int = 0, **options):
+        torch.manual_seed(seed)
+        model = mlp_m2(6, 3, latent_dim=2, hidden_dims=(8,))
+        history = fit_semi_supervised(
+            model, x, y, epochs=epochs, batch_size=20, labelled_per_batch=4, seed=seed,
+            progress=False, **options,
+        )  # fmt: skip
+        return model, history
+
+    whole, whole_history = fit(5)
+    fit(3, run_dir=tmp_path / "run")
+    pieces, history = fit(5, seed=1, run_dir=tmp_path / "run", resume=True)
+    for a, b in zip(whole.state_dict().values(), pieces.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    terms = ["train_unlabelled_elbo", "train_labelled_elbo"]
+    assert [[r[t] for t in terms] for r in history] == [
+        [r[t] for t in terms] for r in whole_history
+    ]
 
 
 def test_m1_features_are_draws_of_q_while_training_and_its_mean_otherwise():

@@ -7,14 +7,15 @@
 - :func:`fit_code_prior`: the autoregressive prior of a VQ-VAE refitted to the codes of its
   training set.
 
-Each is a few lines over ``Trainer(...).fit(...)``; use the Trainer directly for run
-folders, resume or callbacks.
+Each is a few lines over ``Trainer(...).fit(...)``; use the Trainer directly for callbacks
+or anything else the recipe does not pass on.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -52,6 +53,8 @@ def fit_semi_supervised(
     max_seconds: float | None = None,
     seed: int = 0,
     progress: bool = True,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
 ) -> list[dict[str, Any]]:
     """Fit M2 (or a conditional VAE) by Adam on mixed minibatches; return the history.
 
@@ -70,6 +73,8 @@ def fit_semi_supervised(
         lr, lr_decay: Adam step size, multiplied by ``lr_decay`` after every epoch.
         beta: KL weight of z, see :func:`aevb.semi_supervised_objective`.
         max_seconds: wall-time budget: no epoch starts that would end past it.
+        run_dir, resume: a folder for the Trainer's checkpoint after every epoch, and to
+            continue from it (bit-identical to one uninterrupted run): long fits in pieces.
 
     Raises:
         DataError: labels or data that do not fit the model (no labelled row at all, a label
@@ -91,10 +96,11 @@ def fit_semi_supervised(
         seed=seed,
         progress=progress,
         epoch_metrics=validation_error(*valid) if valid is not None else None,
+        run_dir=run_dir,
     )  # fmt: skip
     if valid is not None:
         model.check_data(*valid)
-    return trainer.fit((x, y))
+    return trainer.fit((x, y), resume=resume)
 
 
 def m2_objective(
