@@ -55,6 +55,8 @@ def test_launch_options_are_checked_before_any_process_starts(tmp_path: Path) ->
 
 
 NAN_ON_RANK_ONE = """
+import sys
+
 import torch
 from aevb import Trainer, TrainingDiverged, elbo, load_dataset, mlp_vae
 from aevb.training.distributed import join_from_environment, leave, rank_and_size
@@ -73,20 +75,27 @@ trainer = Trainer(model, objective=objective, max_epochs=5, progress=False)
 try:
     trainer.fit(load_dataset("digits-binary").x)
 except TrainingDiverged as error:
-    print(f"rank {rank} stopped at step {trainer.step}: {str(error).splitlines()[0]}", flush=True)
+    line = f"rank {rank} stopped at step {trainer.step}: {str(error).splitlines()[0]}"
+    # one write per line: the ranks share stdout, and print's own write of the newline let
+    # two lines interleave ("... epochsrank 1 ...")
+    sys.stdout.write(line + "\\n")
+    sys.stdout.flush()
 leave()
 """
 
 
 def _two_ranks(script: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``script`` as two torchrun processes; it must exit 0 within two minutes."""
+    """Run ``script`` as two torchrun processes; it must exit 0 within five minutes."""
     path = tmp_path / "script.py"
     path.write_text(script)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
-    result = subprocess.run(
-        [*launcher, "2", str(path)], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr
+    try:
+        result = subprocess.run(
+            [*launcher, "2", str(path)], capture_output=True, text=True, timeout=300, check=False
+        )
+    except subprocess.TimeoutExpired as error:  # show what each rank had printed
+        pytest.fail(f"timed out; stdout {error.stdout!r}; stderr {error.stderr!r}")
+    assert result.returncode == 0, (result.stdout, result.stderr[-3000:])
     return result
 
 
@@ -104,7 +113,9 @@ def test_a_nan_on_one_rank_stops_every_rank(tmp_path: Path) -> None:
 
 
 LATE_CLOCK_ON_RANK_ONE = """
+import sys
 import time
+
 import torch
 from aevb import Trainer, load_dataset, mlp_vae
 from aevb.training.distributed import join_from_environment, leave, rank_and_size
@@ -119,7 +130,8 @@ torch.distributed.barrier()  # the processes started at different times; line th
 if rank == 1:
     time.sleep(3.0)  # then rank 1's clock starts 3 s after rank 0's
 trainer.fit(load_dataset("digits-binary").x[:200])  # two steps: an epoch is ~0.4 s
-print(f"rank {rank} trained {trainer.epoch} epochs", flush=True)
+sys.stdout.write(f"rank {rank} trained {trainer.epoch} epochs\\n")  # one write per line
+sys.stdout.flush()
 leave()
 """
 
