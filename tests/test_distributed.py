@@ -139,7 +139,7 @@ leave()
 def test_rank_zero_clock_ends_a_timed_run_on_every_rank(tmp_path: Path) -> None:
     """Rank 0's clock runs 3 s ahead: by it the 6 s budget holds ~7 epochs of ~0.4 s, by
     rank 1's ~14. Both must stop where rank 0 does, or rank 1 is left alone in an
-    all_reduce (its run fails)."""
+    all_reduce while rank 0 waits in leave()'s barrier (the run hangs to the timeout)."""
     result = _two_ranks(LATE_CLOCK_ON_RANK_ONE, tmp_path)
     lines = sorted(line for line in result.stdout.splitlines() if line.startswith("rank"))
     epochs = [line.split()[3] for line in lines]
